@@ -1,0 +1,27 @@
+"""MoLLIA dashboard: ``streamlit run app.py``. The pages are thin; the work is in ``mollia_core``."""
+
+import os
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+import streamlit as st  # noqa: E402
+
+from pages.common import current_project, project_sidebar  # noqa: E402
+
+st.set_page_config(page_title="MoLLIA", page_icon=":material/label:", layout="wide")
+
+PAGES = [
+    st.Page("pages/1_data.py", title="Data", icon=":material/table:", default=True),
+    st.Page("pages/2_annotators.py", title="Annotators", icon=":material/smart_toy:"),
+    st.Page("pages/3_molam.py", title="MoLAM", icon=":material/merge:"),
+    st.Page("pages/4_active_learning.py", title="Active learning", icon=":material/autorenew:"),
+    st.Page("pages/5_review.py", title="Review", icon=":material/rate_review:"),
+    st.Page("pages/6_export.py", title="Export", icon=":material/download:"),
+]
+
+navigation = st.navigation(PAGES)
+project_sidebar()
+project = current_project()
+st.sidebar.text(f"Open: {project.name}" if project else "No project open")
+navigation.run()

@@ -1,0 +1,619 @@
+"""Evidence from an OpenAI-compatible inference server (vLLM, llama.cpp's server, Ollama).
+
+This is the scale-out path: many texts and big models go to a server (vLLM across
+GPUs, or ``python -m llama_cpp.server`` on a workstation) while the dashboard stays
+the same. Per text and label set (DESIGN §1, Eq. 1-2):
+
+* z, exactly: for each label, ``POST /v1/completions`` with ``prompt + lead + label``,
+  ``echo=true`` and ``logprobs``: the server returns the log-probability of every
+  prompt token, and the label's tokens are summed. The K requests share the prompt, so
+  a server's prefix cache (llama.cpp's KV-cache reuse, vLLM's prefix caching) evaluates
+  it once. Labels sharing a first token are still told apart. z is renormalised over
+  the labels (Eq. 1).
+* z, fallback (servers that cannot echo the prompt's log-probabilities): the top
+  next-token log-probabilities after the prompt, each label scored by the longest top
+  token its text starts with; labels sharing that token share its mass. The method used
+  is recorded in every record's ``meta["z_method"]`` ("exact" or "first_token").
+* c: T answers sampled at temperature/top-p, stopping at the end of the line — with
+  ``n=T`` in one request where the server honours ``n`` (vLLM), else T concurrent
+  requests (llama.cpp's server ignores ``n``) — parsed by :func:`parsing.vote_shares`
+  (Eq. 2); the raw answers are kept.
+
+Servers only see completion prompts: the template is rendered without a chat template
+(``PromptTemplate.render`` with no tokenizer), ending in ``"\\nCategory:"``, since the
+OpenAI API gives no portable way to fetch a model's chat template and ``echo`` is only
+offered by the completions endpoint.
+
+The API key is sent as a Bearer header and kept in a :class:`_Secret`; it never
+appears in ``repr``, ``cache_key``, ``settings()``, records, log lines or error messages.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import threading
+import time
+import zlib
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+from urllib.parse import urlsplit, urlunsplit
+
+import httpx
+import numpy as np
+
+from .parsing import vote_shares
+from .prompt import PromptTemplate, check_labels
+from .record import EvidenceRecord
+from .source import Cancelled, EvidenceError, EvidenceSource, Progress, ProgressCallback
+
+logger = logging.getLogger(__name__)
+
+Z_METHODS = ("auto", "exact", "first_token")
+#: Statuses worth retrying: overload, rate limits and transient gateway errors.
+_RETRY_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
+#: Top log-probabilities asked for by the first-token fallback (vLLM's default cap is 20).
+_TOP_LOGPROBS = 20
+_MAX_RETRY_AFTER_S = 60.0
+_START_HINT = (
+    "Is the server running? Start one with e.g.\n"
+    "    python -m llama_cpp.server --model <file.gguf> --host 127.0.0.1 --port 8000 "
+    "--n_threads 2 --n_threads_batch 2\n"
+    "    vllm serve <model> --port 8000\n"
+    "    ollama serve\n"
+    "and give its base URL, e.g. http://127.0.0.1:8000/v1 (Ollama: http://127.0.0.1:11434/v1)."
+)
+_LOGPROBS_HINT = (
+    "Enable them: llama.cpp's Python server (python -m llama_cpp.server) returns them with "
+    "--logits_all true (its default); vLLM returns them by default (--max-logprobs caps how many "
+    f"per token, at least {_TOP_LOGPROBS} needed for the fallback); Ollama's OpenAI API returns "
+    "them only in recent versions (update it, or serve the model with vLLM or llama.cpp)."
+)
+
+
+class _Secret:
+    """Holds the API key so that no repr, vars() or log line can show it."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "'***'"
+
+    __str__ = __repr__
+
+    def __reduce__(self):  # never pickled into a project file or a cache
+        raise TypeError("the API key is not serialisable; pass it again when the source is rebuilt")
+
+
+class _ServerError(EvidenceError):
+    """The server answered a request with an error status that retrying does not fix."""
+
+    def __init__(self, message: str, status: int) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class _NoLogprobs(Exception):
+    """A completion came back without the log-probabilities a z method needs."""
+
+
+def normalise_base_url(base_url: str) -> str:
+    """``http://host:port`` or ``.../v1`` (with or without a trailing slash) -> ``.../v1``.
+
+    Raises EvidenceError for a URL that is not http(s) or carries a password (pass the key
+    as ``api_key``, so that it never ends up in a cache key or an exported project).
+    """
+    if not isinstance(base_url, str) or not base_url.strip():
+        raise EvidenceError("the server's base URL is empty: give e.g. http://127.0.0.1:8000/v1")
+    parts = urlsplit(base_url.strip())
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise EvidenceError(
+            f"{base_url!r} is not an http(s) URL: give the server's base URL, e.g. http://127.0.0.1:8000/v1"
+        )
+    if parts.username or parts.password:
+        raise EvidenceError(
+            "the server URL must not contain a user name or password: pass the API key as api_key "
+            "(it is sent as a Bearer header and never stored)"
+        )
+    path = parts.path.rstrip("/")
+    if not path.endswith("/v1"):
+        path += "/v1"
+    return urlunsplit((parts.scheme, parts.netloc, path, "", ""))
+
+
+@dataclass
+class _TextJob:
+    """The in-flight requests of one text: K label scorings and the sampling request(s)."""
+
+    prompt: str
+    scores: list[Future]
+    samples: list[Future]
+    futures: list[Future] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.futures = self.scores + self.samples
+
+    def cancel(self) -> None:
+        for future in self.futures:
+            future.cancel()
+
+
+class OpenAICompatibleSource(EvidenceSource):
+    """Evidence from a model served behind an OpenAI-compatible API (vLLM, llama.cpp, Ollama).
+
+    Args:
+        base_url: the server's API root, e.g. ``http://127.0.0.1:8000/v1`` (``/v1`` is added
+            when missing).
+        model: the model name the server serves (``GET /v1/models`` lists them).
+        api_key: optional key, sent as ``Authorization: Bearer``; never logged or exported.
+        template: the prompt (default: the paper's); rendered as a completion prompt.
+        n_samples: T, sampled answers per text for the vote shares c (Eq. 2).
+        temperature, top_p, max_new_tokens: decoding of the sampled answers.
+        max_concurrency: most requests in flight at once.
+        timeout_s: per-request timeout (connecting takes at most 10 s of it).
+        retries, backoff_s: connection errors, timeouts, 429 and 5xx are retried up to
+            ``retries`` times, waiting ``backoff_s * 2**attempt`` (or the server's Retry-After).
+        random_state: seeds the sampled answers (per text and sample), so reruns repeat.
+        name: short name shown to users (default: the model name).
+        z_method: "auto" (exact label scoring where the server can echo log-probabilities,
+            else the first-token fallback), "exact" or "first_token".
+        extra_body: extra fields merged into every completion request (e.g. llama.cpp's
+            ``{"top_k": 0, "min_p": 0}`` to sample with temperature/top-p alone).
+        transport: an ``httpx`` transport, for tests of the retry logic.
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        model: str,
+        api_key: str | None = None,
+        template: PromptTemplate | None = None,
+        n_samples: int = 10,
+        temperature: float = 0.7,
+        top_p: float = 0.9,
+        max_new_tokens: int = 8,
+        max_concurrency: int = 8,
+        timeout_s: float = 60,
+        retries: int = 3,
+        backoff_s: float = 0.5,
+        random_state: int = 0,
+        name: str | None = None,
+        *,
+        z_method: str = "auto",
+        extra_body: dict[str, Any] | None = None,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        self.base_url = normalise_base_url(base_url)
+        if not isinstance(model, str) or not model.strip():
+            raise EvidenceError("no model name given: pass the name the server serves (GET /v1/models lists them)")
+        self.model = model
+        self._api_key = _Secret(api_key) if api_key else None
+        self.template = template if template is not None else PromptTemplate()
+        if n_samples < 0:
+            raise EvidenceError(f"n_samples must be >= 0, got {n_samples}")
+        if max_concurrency < 1:
+            raise EvidenceError(f"max_concurrency must be >= 1, got {max_concurrency}")
+        if z_method not in Z_METHODS:
+            raise EvidenceError(f"z_method must be one of {Z_METHODS}, got {z_method!r}")
+        if retries < 0 or backoff_s < 0 or timeout_s <= 0:
+            raise EvidenceError("retries and backoff_s must be >= 0 and timeout_s > 0")
+        self.n_samples = int(n_samples)
+        self.temperature = float(temperature)
+        self.top_p = float(top_p)
+        self.max_new_tokens = int(max_new_tokens)
+        self.max_concurrency = int(max_concurrency)
+        self.timeout_s = float(timeout_s)
+        self.retries = int(retries)
+        self.backoff_s = float(backoff_s)
+        self.random_state = int(random_state)
+        self.name = name or model
+        self.z_method = z_method
+        self.extra_body = dict(extra_body or {})
+        self._transport = transport
+        self._client: httpx.Client | None = None
+        self._client_lock = threading.Lock()
+        self._served_models: tuple[str, ...] | None = None
+        self._resolved_z_method: str | None = None if z_method == "auto" else z_method
+        self._honours_n: bool | None = None
+
+    # ----------------------------------------------------------------- identity
+    def __repr__(self) -> str:
+        key = ", api_key='***'" if self._api_key is not None else ""
+        return f"{type(self).__name__}(base_url={self.base_url!r}, model={self.model!r}{key}, name={self.name!r})"
+
+    def settings(self) -> dict[str, Any]:
+        """Everything needed to rebuild this source, except the API key (never exported)."""
+        return {
+            "kind": "openai-server",
+            "base_url": self.base_url,
+            "model": self.model,
+            "api_key_set": self._api_key is not None,
+            "template": self.template.as_key(),
+            "n_samples": self.n_samples,
+            "temperature": self.temperature,
+            "top_p": self.top_p,
+            "max_new_tokens": self.max_new_tokens,
+            "max_concurrency": self.max_concurrency,
+            "timeout_s": self.timeout_s,
+            "retries": self.retries,
+            "backoff_s": self.backoff_s,
+            "random_state": self.random_state,
+            "name": self.name,
+            "z_method": self.z_method,
+            "extra_body": self.extra_body,
+        }
+
+    @property
+    def cache_key(self) -> str:
+        """Server, model, template and decoding settings: what changes the evidence (no key)."""
+        return "openai-server:" + json.dumps(
+            {
+                "base_url": self.base_url,
+                "model": self.model,
+                "template": self.template.as_key(),
+                "n_samples": self.n_samples,
+                "temperature": self.temperature,
+                "top_p": self.top_p,
+                "max_new_tokens": self.max_new_tokens,
+                "random_state": self.random_state,
+                "z_method": self.z_method,
+                "extra_body": self.extra_body,
+            },
+            sort_keys=True,
+        )
+
+    # -------------------------------------------------------------------- HTTP
+    def _http(self) -> httpx.Client:
+        with self._client_lock:
+            if self._client is None:
+                headers = {"Authorization": f"Bearer {self._api_key.reveal()}"} if self._api_key else {}
+                self._client = httpx.Client(
+                    base_url=self.base_url,
+                    headers=headers,
+                    timeout=httpx.Timeout(self.timeout_s, connect=min(10.0, self.timeout_s)),
+                    limits=httpx.Limits(max_connections=self.max_concurrency,
+                                        max_keepalive_connections=self.max_concurrency),
+                    transport=self._transport,
+                )
+            return self._client
+
+    def close(self) -> None:
+        with self._client_lock:
+            if self._client is not None:
+                self._client.close()
+                self._client = None
+
+    def _request(self, method: str, path: str, payload: dict | None = None, retries: int | None = None) -> dict:
+        """One API call with retries and exponential backoff; a clear EvidenceError otherwise."""
+        retries = self.retries if retries is None else retries
+        url = self.base_url + path
+        for attempt in range(retries + 1):
+            wait = self.backoff_s * 2**attempt
+            try:
+                response = self._http().request(method, path, json=payload)
+            except httpx.TransportError as error:
+                if attempt == retries:
+                    raise EvidenceError(
+                        f"cannot reach the inference server at {url} ({type(error).__name__}: {error}). "
+                        + _START_HINT
+                    ) from None
+                logger.warning("%s %s failed (%s); retry %d/%d in %.1f s",
+                               method, url, type(error).__name__, attempt + 1, retries, wait)
+            else:
+                if response.status_code in _RETRY_STATUS and attempt < retries:
+                    wait = max(wait, _retry_after(response))
+                    logger.warning("%s %s: HTTP %d; retry %d/%d in %.1f s",
+                                   method, url, response.status_code, attempt + 1, retries, wait)
+                else:
+                    return self._json_or_raise(response, url)
+            time.sleep(wait)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _json_or_raise(self, response: httpx.Response, url: str) -> dict:
+        status = response.status_code
+        if status in (401, 403):
+            why = ("the API key was rejected: check it" if self._api_key is not None
+                   else "the server needs an API key: pass api_key=...")
+            raise _ServerError(f"the inference server at {url} refused the request (HTTP {status}): {why}", status)
+        if status >= 400:
+            detail = _error_detail(response)
+            if status == 404 and url.endswith("/completions") and "model" not in detail.lower():
+                detail += (" — the server has no OpenAI completions endpoint here: check the base URL "
+                           "(it usually ends in /v1)")
+            raise _ServerError(f"the inference server at {url} answered HTTP {status}: {detail}", status)
+        try:
+            return response.json()
+        except ValueError:
+            raise _ServerError(
+                f"the inference server at {url} did not answer with JSON (HTTP {status}): is this URL an "
+                "OpenAI-compatible API? (it usually ends in /v1)", status
+            ) from None
+
+    def _complete(self, payload: dict) -> dict:
+        return self._request("POST", "/completions", {"model": self.model, **self.extra_body, **payload})
+
+    # ------------------------------------------------------------ server checks
+    def served_models(self) -> tuple[str, ...]:
+        """The model names ``GET /v1/models`` lists (fails fast if the server is unreachable)."""
+        body = self._request("GET", "/models", retries=0)
+        return tuple(str(entry.get("id")) for entry in body.get("data", []) if isinstance(entry, dict))
+
+    def check(self) -> None:
+        """Check once that the server is up and serves ``model``; raise a clear EvidenceError if not.
+
+        A server without a ``/v1/models`` endpoint is given the benefit of the doubt.
+        """
+        if self._served_models is not None:
+            return
+        try:
+            served = self.served_models()
+        except _ServerError as error:
+            if error.status in (401, 403):
+                raise
+            logger.info("%s: no model list (%s); not checking the model name", self.base_url, error)
+            served = ()
+        if served and self.model not in served:
+            raise EvidenceError(
+                f"the inference server at {self.base_url} does not serve a model named {self.model!r}; "
+                f"it serves: {', '.join(served)}. Pass one of these as model."
+            )
+        self._served_models = served
+
+    # ---------------------------------------------------------------- prompting
+    def prompt(self, text: str, labels: Sequence[str]) -> str:
+        """The completion prompt sent for ``text`` (the answer follows it)."""
+        return self.template.render(text, labels)
+
+    def _continuation(self, label: str) -> str:
+        return self.template.answer_lead() + label
+
+    def _sample_seed(self, prompt: str, index: int) -> int:
+        return (zlib.crc32(prompt.encode("utf-8")) + 1_000_003 * index + 7_919 * self.random_state) % (2**31 - 1)
+
+    # ------------------------------------------------------------ z: exact scoring
+    def _label_logprob(self, prompt: str, label: str) -> float:
+        """log p(label tokens | prompt), from the echoed prompt's log-probabilities."""
+        continuation = self._continuation(label)
+        body = self._complete({"prompt": prompt + continuation, "max_tokens": 1, "temperature": 0.0,
+                               "echo": True, "logprobs": 1})
+        return _continuation_logprob(body, len(prompt), len(prompt) + len(continuation))
+
+    # ------------------------------------------------------ z: first-token fallback
+    def _first_token_logprobs(self, prompt: str, labels: Sequence[str]) -> np.ndarray:
+        body = self._complete({"prompt": prompt, "max_tokens": 1, "temperature": 0.0, "logprobs": _TOP_LOGPROBS})
+        top = _first_top_logprobs(body)
+        continuations = [self._continuation(label) for label in labels]
+        return _first_token_scores(top, continuations)
+
+    def _resolve_z_method(self, prompt: str, labels: Sequence[str]) -> str:
+        """Probe once which z method the server supports (``z_method="auto"``)."""
+        if self._resolved_z_method is None:
+            try:
+                self._label_logprob(prompt, labels[0])
+                self._resolved_z_method = "exact"
+            except (_NoLogprobs, _ServerError) as error:
+                if isinstance(error, _ServerError) and error.status in (401, 403):
+                    raise
+                logger.info("%s cannot echo prompt log-probabilities (%s); using first-token scoring",
+                            self.base_url, error)
+                try:
+                    self._first_token_logprobs(prompt, labels)
+                except (_NoLogprobs, _ServerError) as fallback_error:
+                    if isinstance(fallback_error, _ServerError) and fallback_error.status in (401, 403):
+                        raise
+                    raise EvidenceError(
+                        f"the inference server at {self.base_url} gives no log-probabilities for model "
+                        f"{self.model!r} ({fallback_error}), so the label probabilities z cannot be computed. "
+                        + _LOGPROBS_HINT
+                    ) from None
+                self._resolved_z_method = "first_token"
+        return self._resolved_z_method
+
+    # ------------------------------------------------------------- c: sampling
+    def _sample(self, prompt: str, n: int, first_index: int) -> list[str]:
+        payload = {"prompt": prompt, "max_tokens": self.max_new_tokens, "temperature": self.temperature,
+                   "top_p": self.top_p, "stop": ["\n"], "seed": self._sample_seed(prompt, first_index)}
+        if n > 1:
+            payload["n"] = n
+        choices = self._complete(payload).get("choices") or []
+        return [str(choice.get("text") or "") for choice in choices[:n]]
+
+    def _resolve_n_support(self, prompt: str) -> bool:
+        """Probe once whether the server honours ``n`` (vLLM does; llama.cpp's server ignores it)."""
+        if self._honours_n is None:
+            payload = {"prompt": prompt, "max_tokens": 1, "temperature": 1.0, "n": 2}
+            self._honours_n = len(self._complete(payload).get("choices") or []) == 2
+        return self._honours_n
+
+    # ----------------------------------------------------------------- evidence
+    def evidence(
+        self,
+        texts: Sequence[str],
+        labels: Sequence[str],
+        *,
+        text_ids: Sequence[str] | None = None,
+        progress: ProgressCallback | None = None,
+        cancel: threading.Event | None = None,
+    ) -> list[EvidenceRecord]:
+        """One record per text: z (Eq. 1) from log-probabilities, c (Eq. 2) from T sampled answers.
+
+        Up to ``max_concurrency`` requests run at once; texts finish in order, and between
+        texts ``progress`` is called and ``cancel`` is checked (raising ``Cancelled``).
+        """
+        labels = check_labels(labels)
+        texts = list(texts)
+        if text_ids is None:
+            text_ids = [str(i) for i in range(len(texts))]
+        elif len(text_ids) != len(texts):
+            raise EvidenceError(f"{len(text_ids)} text ids for {len(texts)} texts: give one id per text")
+        if not texts:
+            return []
+        bad = [i for i, text in enumerate(texts) if not isinstance(text, str)]
+        if bad:
+            raise EvidenceError(f"texts at positions {bad[:10]} are not strings: every text must be a string")
+        self.check()
+        first_prompt = self.prompt(texts[0], labels)
+        z_method = self._resolve_z_method(first_prompt, labels)
+        batched = self.n_samples > 1 and self._resolve_n_support(first_prompt)
+        start = time.perf_counter()
+        records: list[EvidenceRecord] = []
+        window = max(1, self.max_concurrency)  # texts in flight: keeps requests of a text together
+        pending: deque[tuple[int, _TextJob]] = deque()
+        next_text = 0
+        with ThreadPoolExecutor(self.max_concurrency, thread_name_prefix="mollia-server") as pool:
+            try:
+                while len(records) < len(texts):
+                    while next_text < len(texts) and len(pending) < window:
+                        prompt = self.prompt(texts[next_text], labels)
+                        pending.append((next_text, self._submit(pool, prompt, labels, z_method, batched)))
+                        next_text += 1
+                    index, job = pending.popleft()
+                    records.append(self._record(job, text_ids[index], labels, z_method, batched))
+                    if progress is not None:
+                        progress(Progress(done=len(records), total=len(texts),
+                                          elapsed_s=time.perf_counter() - start))
+                    if cancel is not None and cancel.is_set() and len(records) < len(texts):
+                        raise Cancelled(f"cancelled after {len(records)} of {len(texts)} texts")
+            except BaseException:
+                for _, job in pending:
+                    job.cancel()
+                raise
+        return records
+
+    def _submit(self, pool: ThreadPoolExecutor, prompt: str, labels: Sequence[str],
+                z_method: str, batched: bool) -> _TextJob:
+        if z_method == "exact":
+            scores = [pool.submit(self._label_logprob, prompt, label) for label in labels]
+        else:
+            scores = [pool.submit(self._first_token_logprobs, prompt, labels)]
+        if self.n_samples == 0:
+            samples = []
+        elif batched:
+            samples = [pool.submit(self._sample, prompt, self.n_samples, 0)]
+        else:
+            samples = [pool.submit(self._sample, prompt, 1, t) for t in range(self.n_samples)]
+        return _TextJob(prompt, scores, samples)
+
+    def _record(self, job: _TextJob, text_id: str, labels: tuple[str, ...],
+                z_method: str, batched: bool) -> EvidenceRecord:
+        try:
+            if z_method == "exact":
+                label_logprobs = np.array([future.result() for future in job.scores])
+            else:
+                label_logprobs = job.scores[0].result()
+            answers = tuple(answer for future in job.samples for answer in future.result())
+        except _NoLogprobs as error:
+            raise EvidenceError(
+                f"the inference server at {self.base_url} returned no log-probabilities for text "
+                f"{text_id!r} ({error}). " + _LOGPROBS_HINT
+            ) from None
+        shares, no_label = vote_shares(answers, labels)
+        return EvidenceRecord(
+            text_id=text_id,
+            model=self.name,
+            labels=labels,
+            label_probs=_renormalise(label_logprobs),
+            vote_shares=shares,
+            no_label_share=no_label,
+            answers=answers,
+            meta={
+                "source": "openai-server",
+                "z_method": z_method,
+                "label_logprobs": [float(v) for v in label_logprobs],
+                "sampling": "n" if batched else "separate requests",
+            },
+        )
+
+
+# --------------------------------------------------------------------- helpers
+def _retry_after(response: httpx.Response) -> float:
+    try:
+        return min(float(response.headers.get("retry-after", 0)), _MAX_RETRY_AFTER_S)
+    except ValueError:
+        return 0.0
+
+
+def _error_detail(response: httpx.Response) -> str:
+    try:
+        body = response.json()
+    except ValueError:
+        return response.text[:300] or response.reason_phrase
+    error = body.get("error", body.get("detail", body)) if isinstance(body, dict) else body
+    if isinstance(error, dict):
+        error = error.get("message", error)
+    return str(error)[:300]
+
+
+def _first_choice_logprobs(body: dict) -> dict:
+    choices = body.get("choices") or []
+    logprobs = choices[0].get("logprobs") if choices and isinstance(choices[0], dict) else None
+    if not isinstance(logprobs, dict):
+        raise _NoLogprobs("the completion has no 'logprobs'")
+    return logprobs
+
+
+def _continuation_logprob(body: dict, start: int, end: int) -> float:
+    """Sum of the log-probabilities of the echoed tokens covering characters [start, end).
+
+    ``start`` is where the label's continuation begins in the echoed text and ``end`` where
+    it stops (the generated token follows). A token straddling ``start`` counts with the
+    label: it cannot be split, and it is the same for every label only if it lies before.
+    """
+    logprobs = _first_choice_logprobs(body)
+    tokens, offsets, values = logprobs.get("tokens"), logprobs.get("text_offset"), logprobs.get("token_logprobs")
+    if not tokens or not offsets or not values or len(tokens) != len(offsets) or len(tokens) != len(values):
+        raise _NoLogprobs("the completion's logprobs lack tokens, text_offset or token_logprobs")
+    total, counted = 0.0, 0
+    for token, offset, value in zip(tokens, offsets, values):
+        if offset >= end:
+            break  # the generated token(s) after the echoed prompt
+        if offset + len(token) <= start:
+            continue  # a prompt token
+        if value is None:
+            raise _NoLogprobs("the server gave no log-probability for a label token")
+        total += float(value)
+        counted += 1
+    if counted == 0:
+        raise _NoLogprobs("the echoed prompt's log-probabilities do not reach the label")
+    return total
+
+
+def _first_top_logprobs(body: dict) -> dict[str, float]:
+    logprobs = _first_choice_logprobs(body)
+    top = logprobs.get("top_logprobs")
+    if not top or not isinstance(top[0], dict) or not top[0]:
+        raise _NoLogprobs("the completion has no top_logprobs")
+    return {str(token): float(value) for token, value in top[0].items()}
+
+
+def _first_token_scores(top: dict[str, float], continuations: Sequence[str]) -> np.ndarray:
+    """Each label scored by the longest top token its continuation starts with (-inf if none);
+    labels sharing a token share its probability equally."""
+    matched: list[str | None] = []
+    for continuation in continuations:
+        candidates = [t for t in top if t.strip() and continuation.startswith(t)]
+        matched.append(max(candidates, key=len) if candidates else None)
+    scores = np.full(len(continuations), -math.inf)
+    for k, token in enumerate(matched):
+        if token is not None:
+            scores[k] = top[token] - math.log(matched.count(token))
+    return scores
+
+
+def _renormalise(label_logprobs: np.ndarray) -> np.ndarray:
+    """z over the labels (Eq. 1): softmax of the label log-probabilities; uniform if none is finite."""
+    finite = np.isfinite(label_logprobs)
+    if not finite.any():
+        return np.full(len(label_logprobs), 1.0 / len(label_logprobs))
+    shifted = np.where(finite, label_logprobs - label_logprobs[finite].max(), -np.inf)
+    weights = np.exp(shifted)
+    return weights / weights.sum()

@@ -1,0 +1,780 @@
+"""The project store: one SQLite file per project, shared by the headless loop and the dashboard.
+
+Everything a project holds -- settings, the dataset, LLM evidence, labels, the
+active-learning iterations, human overrides, model artifacts -- lives in one
+SQLite file (WAL journal). Every public write runs in a transaction and is
+committed before the call returns, so a process killed at any point loses
+nothing that a call had returned from; reopening the file resumes exactly.
+Nothing is ever pickled: arrays are stored with ``np.save(allow_pickle=False)``,
+structured values as JSON, model weights as whatever byte format their owner
+chooses (XGBoost JSON/UBJ, safetensors) through :meth:`ProjectStore.put_blob`.
+
+Schema (version ``SCHEMA_VERSION``)
+-----------------------------------
+``meta(key PK, value JSON)``
+    schema_version, created_at.
+``settings(key PK, value JSON)``
+    project settings, one key each (``labels``: the label list, ``name``, loop
+    config, annotator, panel, ...). Label values everywhere else are indices into
+    ``settings['labels']``.
+``texts(idx PK, text_id UNIQUE, text, gold NULL, split, columns JSON)``
+    the dataset, in row order ``idx = 0..n-1``; ``gold`` is a label index or NULL;
+    ``split`` is ``pool`` / ``validation`` / ``test`` (only ``pool`` texts are ever
+    queried); ``columns`` are the user's original columns of that row.
+``evidence_models(model PK, position, info JSON)``
+    the panel's LLMs in order, with a description of their source.
+``evidence(idx, model, label_probs BLOB, vote_shares BLOB, no_label_share, answers JSON)``
+    one row per (text, LLM): z and c as K raw little-endian float64 (Eq. 1-2), the raw
+    sampled answers as a JSON list. Per-record rows let evidence be computed
+    model by model and resumed.
+``annotations(idx PK, label, source, iteration, probability, annotator_label,``
+``negatives JSON, proba JSON, d_anno, weight, created_at, updated_at)``
+    the labeled set L, one row per labeled text. ``label`` is the label the
+    learner trains on; ``source`` is ``seed``, ``override`` (a human's), or the
+    annotator that produced it (``molam``, ``gold``, ``llm:<name>``, ``vote``, ...);
+    ``annotator_label`` keeps the annotator's y+ even after a human override.
+    ``negatives`` are y- (label indices), ``d_anno`` the discrepancy flag (Eq. 8),
+    ``weight`` W_d. Seeds have iteration 0, weight 1 and no negatives.
+``iterations(iteration PK, status, queried JSON, lambda, metrics JSON, timings JSON,``
+``info JSON, started_at, updated_at)``
+    one row per AL iteration; iteration 0 is the initial training on the seeds.
+    ``status`` walks ``queried`` -> ``labeled`` -> ``trained`` (see ``STATUSES``).
+``overrides(id PK, idx, old_label NULL, new_label, created_at, applied_iteration NULL)``
+    the human overrides, in order; ``applied_iteration`` is the first training
+    that used it (NULL while pending).
+``arrays(name PK, data BLOB, updated_at)`` / ``blobs(name PK, data BLOB, info JSON, updated_at)``
+    named numpy arrays (``.npy`` bytes) and opaque byte artifacts (models).
+
+Public API
+----------
+``ProjectStore(path)`` opens or creates a project file (``ProjectStore.open``
+refuses to create). Settings: ``get_setting``, ``set_setting``,
+``update_settings``, ``settings``, ``labels``/``set_labels``. Dataset:
+``add_texts``, ``n_texts``, ``texts``, ``text_ids``, ``gold``, ``splits``,
+``set_splits``, ``original_columns``. Evidence: ``put_evidence``,
+``evidence``, ``evidence_models``, ``evidence_coverage``. Labels:
+``set_seed_labels``, ``seed_labels``, ``put_annotations``, ``annotations``,
+``annotation``, ``labeled_indices``. Loop: ``put_iteration``,
+``update_iteration``, ``iterations``, ``iteration``, ``last_iteration``,
+``clear_loop``. Overrides: ``add_override``, ``overrides``,
+``mark_overrides_applied``. Artifacts: ``put_array``/``get_array``,
+``put_blob``/``get_blob``. Grouping: ``with store.transaction(): ...`` makes
+several writes one atomic commit. Projects folder: ``projects_dir``,
+``list_projects``.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import sqlite3
+import threading
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Iterator, Mapping, Sequence
+
+import numpy as np
+
+from .evidence.record import PanelEvidence
+from .paths import data_home
+
+SCHEMA_VERSION = 1
+PROJECT_SUFFIX = ".mollia.sqlite"
+SOURCE_SEED = "seed"
+SOURCE_OVERRIDE = "override"
+HUMAN_SOURCES = (SOURCE_SEED, SOURCE_OVERRIDE)
+SPLITS = ("pool", "validation", "test")
+STATUSES = ("queried", "labeled", "trained")
+_VECTOR_DTYPE = np.dtype("<f8")  # evidence vectors: raw little-endian float64, K values
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS settings (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS texts (
+    idx INTEGER PRIMARY KEY,
+    text_id TEXT NOT NULL UNIQUE,
+    text TEXT NOT NULL,
+    gold INTEGER,
+    split TEXT NOT NULL DEFAULT 'pool' CHECK (split IN ('pool', 'validation', 'test')),
+    columns TEXT NOT NULL DEFAULT '{}'
+);
+CREATE TABLE IF NOT EXISTS evidence_models (
+    model TEXT PRIMARY KEY,
+    position INTEGER NOT NULL,
+    info TEXT NOT NULL DEFAULT '{}'
+);
+CREATE TABLE IF NOT EXISTS evidence (
+    idx INTEGER NOT NULL REFERENCES texts(idx) ON DELETE CASCADE,
+    model TEXT NOT NULL REFERENCES evidence_models(model) ON DELETE CASCADE,
+    label_probs BLOB NOT NULL,
+    vote_shares BLOB NOT NULL,
+    no_label_share REAL NOT NULL,
+    answers TEXT NOT NULL DEFAULT '[]',
+    PRIMARY KEY (idx, model)
+);
+CREATE TABLE IF NOT EXISTS annotations (
+    idx INTEGER PRIMARY KEY REFERENCES texts(idx) ON DELETE CASCADE,
+    label INTEGER NOT NULL,
+    source TEXT NOT NULL,
+    iteration INTEGER NOT NULL,
+    probability REAL,
+    annotator_label INTEGER,
+    negatives TEXT NOT NULL DEFAULT '[]',
+    proba TEXT,
+    d_anno INTEGER,
+    weight REAL NOT NULL DEFAULT 1.0,
+    created_at TEXT NOT NULL,
+    updated_at TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS iterations (
+    iteration INTEGER PRIMARY KEY,
+    status TEXT NOT NULL CHECK (status IN ('queried', 'labeled', 'trained')),
+    queried TEXT NOT NULL DEFAULT '[]',
+    lambda REAL,
+    metrics TEXT NOT NULL DEFAULT '{}',
+    timings TEXT NOT NULL DEFAULT '{}',
+    info TEXT NOT NULL DEFAULT '{}',
+    started_at TEXT NOT NULL,
+    updated_at TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS overrides (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    idx INTEGER NOT NULL REFERENCES texts(idx) ON DELETE CASCADE,
+    old_label INTEGER,
+    new_label INTEGER NOT NULL,
+    created_at TEXT NOT NULL,
+    applied_iteration INTEGER
+);
+CREATE TABLE IF NOT EXISTS arrays (name TEXT PRIMARY KEY, data BLOB NOT NULL, updated_at TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS blobs (
+    name TEXT PRIMARY KEY, data BLOB NOT NULL, info TEXT NOT NULL DEFAULT '{}', updated_at TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS annotations_iteration ON annotations(iteration);
+CREATE INDEX IF NOT EXISTS overrides_idx ON overrides(idx);
+"""
+
+
+class StoreError(Exception):
+    """The project file cannot be used as asked; the message says what is wrong and how to fix it."""
+
+
+@dataclass(frozen=True)
+class AnnotationRow:
+    """The current label of one labeled text (a row of ``annotations``)."""
+
+    text_index: int
+    label: int
+    source: str
+    iteration: int
+    probability: float | None = None
+    annotator_label: int | None = None
+    negatives: tuple[int, ...] = ()
+    proba: tuple[float, ...] | None = None
+    d_anno: bool | None = None
+    weight: float = 1.0
+    created_at: str = ""
+    updated_at: str = ""
+
+    @property
+    def is_human(self) -> bool:
+        """Seed and override labels are a human's: weight 1, no negative labels."""
+        return self.source in HUMAN_SOURCES
+
+
+@dataclass(frozen=True)
+class IterationRecord:
+    """One AL iteration as stored (iteration 0 = initial training on the seeds)."""
+
+    iteration: int
+    status: str
+    queried: tuple[int, ...] = ()
+    lam: float | None = None
+    metrics: dict = field(default_factory=dict)
+    timings: dict = field(default_factory=dict)
+    info: dict = field(default_factory=dict)
+    started_at: str = ""
+    updated_at: str = ""
+
+
+@dataclass(frozen=True)
+class OverrideRecord:
+    """A human override of one text's label, time-stamped."""
+
+    id: int
+    text_index: int
+    old_label: int | None
+    new_label: int
+    created_at: str
+    applied_iteration: int | None
+
+
+def now() -> str:
+    """UTC time stamp as stored (ISO 8601, microseconds)."""
+    return datetime.now(timezone.utc).isoformat(timespec="microseconds")
+
+
+def array_to_bytes(array: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    np.save(buffer, np.asarray(array), allow_pickle=False)
+    return buffer.getvalue()
+
+
+def array_from_bytes(data: bytes) -> np.ndarray:
+    return np.load(io.BytesIO(data), allow_pickle=False)
+
+
+def projects_dir() -> Path:
+    """The default projects folder, ``$MOLLIA_HOME/projects``."""
+    folder = data_home() / "projects"
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def list_projects(folder: str | Path | None = None) -> list[Path]:
+    """Project files in ``folder`` (default :func:`projects_dir`), most recently changed first."""
+    folder = Path(folder) if folder is not None else projects_dir()
+    files = [p for p in folder.glob(f"*{PROJECT_SUFFIX}") if p.is_file()]
+    return sorted(files, key=lambda p: p.stat().st_mtime, reverse=True)
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, default=_json_default)
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, (set, frozenset, tuple)):
+        return list(value)
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
+
+
+class ProjectStore:
+    """One project's SQLite file. Thread-safe within a process (one connection, one lock);
+    several processes may open the same file (WAL, busy timeout)."""
+
+    def __init__(self, path: str | Path, *, create: bool = True) -> None:
+        self.path = Path(path)
+        if not self.path.exists():
+            if not create:
+                raise StoreError(f"no project file at {self.path}: create the project first")
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.RLock()
+        self._depth = 0
+        try:
+            self._conn = sqlite3.connect(
+                str(self.path), isolation_level=None, check_same_thread=False, timeout=30.0
+            )
+            self._conn.execute("PRAGMA journal_mode=WAL")
+            self._conn.execute("PRAGMA synchronous=FULL")
+            self._conn.execute("PRAGMA foreign_keys=ON")
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(f"{self.path} is not a MoLLIA project file ({exc})") from None
+        self._init_schema()
+
+    @classmethod
+    def open(cls, path: str | Path) -> "ProjectStore":
+        """Open an existing project file; a missing file is an error, not a new project."""
+        return cls(path, create=False)
+
+    def _init_schema(self) -> None:
+        try:
+            with self._lock:
+                # executescript commits on its own; the schema is idempotent (IF NOT EXISTS).
+                self._conn.executescript(_SCHEMA)
+            with self.transaction() as conn:
+                row = conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
+                if row is None:
+                    conn.execute("INSERT INTO meta VALUES ('schema_version', ?)", (_dumps(SCHEMA_VERSION),))
+                    conn.execute("INSERT INTO meta VALUES ('created_at', ?)", (_dumps(now()),))
+                elif json.loads(row[0]) > SCHEMA_VERSION:
+                    raise StoreError(
+                        f"{self.path} was written by a newer MoLLIA (schema {json.loads(row[0])} > "
+                        f"{SCHEMA_VERSION}): upgrade MoLLIA to open it"
+                    )
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(f"{self.path} is not a MoLLIA project file ({exc})") from None
+
+    # ------------------------------------------------------------------ plumbing
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
+
+    def __enter__(self) -> "ProjectStore":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """Group writes into one atomic commit; nested uses join the outer transaction."""
+        with self._lock:
+            outer = self._depth == 0
+            if outer:
+                self._conn.execute("BEGIN IMMEDIATE")
+            self._depth += 1
+            try:
+                yield self._conn
+            except BaseException:
+                self._depth -= 1
+                if outer:
+                    self._conn.execute("ROLLBACK")
+                raise
+            self._depth -= 1
+            if outer:
+                self._conn.execute("COMMIT")
+
+    def _query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple]:
+        with self._lock:
+            return self._conn.execute(sql, params).fetchall()
+
+    # ------------------------------------------------------------------ settings
+    def get_setting(self, key: str, default: Any = None) -> Any:
+        rows = self._query("SELECT value FROM settings WHERE key=?", (key,))
+        return json.loads(rows[0][0]) if rows else default
+
+    def set_setting(self, key: str, value: Any) -> None:
+        self.update_settings({key: value})
+
+    def update_settings(self, values: Mapping[str, Any]) -> None:
+        with self.transaction() as conn:
+            conn.executemany(
+                "INSERT INTO settings(key, value) VALUES (?, ?) "
+                "ON CONFLICT(key) DO UPDATE SET value=excluded.value",
+                [(k, _dumps(v)) for k, v in values.items()],
+            )
+
+    def settings(self) -> dict[str, Any]:
+        return {k: json.loads(v) for k, v in self._query("SELECT key, value FROM settings ORDER BY key")}
+
+    @property
+    def labels(self) -> tuple[str, ...]:
+        return tuple(self.get_setting("labels", ()))
+
+    def set_labels(self, labels: Sequence[str]) -> None:
+        """Set the label set. Changing it once labels or evidence exist would silently re-map them."""
+        labels = [str(label) for label in labels]
+        if len(set(labels)) != len(labels) or not labels:
+            raise StoreError(f"the label set must be non-empty and without repeats, got {labels}")
+        current = list(self.labels)
+        if current and current != labels and (self.n_labeled or self.evidence_models()):
+            raise StoreError(
+                f"the project already has labels or evidence over {current}; "
+                "start a new project to use a different label set"
+            )
+        self.set_setting("labels", labels)
+
+    # ------------------------------------------------------------------ dataset
+    def add_texts(
+        self,
+        texts: Sequence[str],
+        *,
+        text_ids: Sequence[str] | None = None,
+        gold: Sequence[int | None] | np.ndarray | None = None,
+        splits: Sequence[str] | None = None,
+        columns: Sequence[Mapping[str, Any]] | None = None,
+    ) -> range:
+        """Append texts (indices continue after the existing ones); returns their indices.
+
+        ``text_ids`` default to the row index as a string; ``gold`` holds label indices
+        (``None`` or a negative value for "unknown"); ``columns`` the user's original
+        columns of each row (JSON-serialisable values).
+        """
+        start = self.n_texts
+        n = len(texts)
+        for name, values in (("text_ids", text_ids), ("gold", gold), ("splits", splits), ("columns", columns)):
+            if values is not None and len(values) != n:
+                raise StoreError(f"{name} has {len(values)} entries for {n} texts")
+        ids = [str(t) for t in text_ids] if text_ids is not None else [str(start + i) for i in range(n)]
+        gold_values = [None if g is None or int(g) < 0 else int(g) for g in gold] if gold is not None else [None] * n
+        split_values = list(splits) if splits is not None else ["pool"] * n
+        bad = sorted(set(split_values) - set(SPLITS))
+        if bad:
+            raise StoreError(f"unknown split(s) {bad}: use one of {SPLITS}")
+        column_values = [_dumps(dict(c)) for c in columns] if columns is not None else ["{}"] * n
+        try:
+            with self.transaction() as conn:
+                conn.executemany(
+                    "INSERT INTO texts(idx, text_id, text, gold, split, columns) VALUES (?, ?, ?, ?, ?, ?)",
+                    zip(range(start, start + n), ids, (str(t) for t in texts), gold_values, split_values, column_values),
+                )
+        except sqlite3.IntegrityError as exc:
+            raise StoreError(f"text ids must be unique within a project ({exc})") from None
+        return range(start, start + n)
+
+    @property
+    def n_texts(self) -> int:
+        return self._query("SELECT COUNT(*) FROM texts")[0][0]
+
+    def texts(self) -> list[str]:
+        return [r[0] for r in self._query("SELECT text FROM texts ORDER BY idx")]
+
+    def text_ids(self) -> list[str]:
+        return [r[0] for r in self._query("SELECT text_id FROM texts ORDER BY idx")]
+
+    def gold(self) -> np.ndarray:
+        """Gold label index per text, -1 where unknown."""
+        return np.array([-1 if g is None else g for (g,) in self._query("SELECT gold FROM texts ORDER BY idx")], dtype=int)
+
+    def splits(self) -> np.ndarray:
+        return np.array([s for (s,) in self._query("SELECT split FROM texts ORDER BY idx")], dtype=object)
+
+    def set_splits(self, splits: Mapping[int, str] | Sequence[str]) -> None:
+        items = splits.items() if isinstance(splits, Mapping) else enumerate(splits)
+        rows = [(str(s), int(i)) for i, s in items]
+        bad = sorted({s for s, _ in rows} - set(SPLITS))
+        if bad:
+            raise StoreError(f"unknown split(s) {bad}: use one of {SPLITS}")
+        with self.transaction() as conn:
+            conn.executemany("UPDATE texts SET split=? WHERE idx=?", rows)
+
+    def original_columns(self) -> list[dict[str, Any]]:
+        return [json.loads(c) for (c,) in self._query("SELECT columns FROM texts ORDER BY idx")]
+
+    # ------------------------------------------------------------------ evidence
+    def put_evidence(
+        self,
+        evidence: PanelEvidence,
+        text_indices: Sequence[int] | None = None,
+        *,
+        model_info: Mapping[str, Mapping[str, Any]] | None = None,
+    ) -> None:
+        """Store (or replace) the panel's evidence for ``text_indices`` (default: 0..n-1)."""
+        if self.labels and tuple(evidence.labels) != self.labels:
+            raise StoreError(f"evidence is over labels {evidence.labels}, the project's are {self.labels}")
+        indices = list(range(evidence.n_texts)) if text_indices is None else [int(i) for i in text_indices]
+        if len(indices) != evidence.n_texts:
+            raise StoreError(f"{len(indices)} text indices for evidence on {evidence.n_texts} texts")
+        model_info = model_info or {}
+        with self.transaction() as conn:
+            known = {m for (m,) in conn.execute("SELECT model FROM evidence_models")}
+            position = len(known)
+            for model in evidence.models:
+                if model not in known:
+                    conn.execute(
+                        "INSERT INTO evidence_models(model, position, info) VALUES (?, ?, ?)",
+                        (model, position, _dumps(dict(model_info.get(model, {})))),
+                    )
+                    position += 1
+                elif model in model_info:
+                    conn.execute("UPDATE evidence_models SET info=? WHERE model=?", (_dumps(dict(model_info[model])), model))
+            rows = []
+            for row, idx in enumerate(indices):
+                for j, model in enumerate(evidence.models):
+                    answers = evidence.answers[row][j] if evidence.answers is not None else ()
+                    rows.append((
+                        idx,
+                        model,
+                        np.asarray(evidence.label_probs[row, j], dtype=_VECTOR_DTYPE).tobytes(),
+                        np.asarray(evidence.vote_shares[row, j], dtype=_VECTOR_DTYPE).tobytes(),
+                        float(evidence.no_label_share[row, j]),
+                        _dumps(list(answers)),
+                    ))
+            conn.executemany(
+                "INSERT OR REPLACE INTO evidence(idx, model, label_probs, vote_shares, no_label_share, answers) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                rows,
+            )
+
+    def evidence_models(self) -> list[str]:
+        return [m for (m,) in self._query("SELECT model FROM evidence_models ORDER BY position")]
+
+    def evidence_model_info(self) -> dict[str, dict]:
+        return {m: json.loads(i) for m, i in self._query("SELECT model, info FROM evidence_models ORDER BY position")}
+
+    def evidence_coverage(self) -> dict[str, int]:
+        """How many texts each panel model has evidence for."""
+        counts = dict(self._query("SELECT model, COUNT(*) FROM evidence GROUP BY model"))
+        return {m: counts.get(m, 0) for m in self.evidence_models()}
+
+    def delete_evidence_model(self, model: str) -> None:
+        with self.transaction() as conn:
+            conn.execute("DELETE FROM evidence WHERE model=?", (model,))
+            conn.execute("DELETE FROM evidence_models WHERE model=?", (model,))
+
+    def evidence(self, models: Sequence[str] | None = None, *, with_answers: bool = True) -> PanelEvidence | None:
+        """The panel evidence over all texts (``None`` if no model has any).
+
+        Raises ``StoreError`` if a requested model lacks evidence for some texts.
+        """
+        models = list(models) if models is not None else self.evidence_models()
+        if not models:
+            return None
+        n, k = self.n_texts, len(self.labels)
+        coverage = self.evidence_coverage()
+        missing = [m for m in models if coverage.get(m, 0) < n]
+        if missing:
+            raise StoreError(
+                f"evidence is incomplete for {', '.join(missing)} "
+                f"({', '.join(f'{coverage.get(m, 0)}/{n}' for m in missing)} texts): run the annotators first"
+            )
+        z = np.zeros((n, len(models), k))
+        c = np.zeros((n, len(models), k))
+        none_share = np.zeros((n, len(models)))
+        answers: list[list[tuple[str, ...]]] | None = [[() for _ in models] for _ in range(n)] if with_answers else None
+        column = {m: j for j, m in enumerate(models)}
+        placeholders = ",".join("?" * len(models))
+        sql = (
+            f"SELECT idx, model, label_probs, vote_shares, no_label_share{', answers' if with_answers else ''} "
+            f"FROM evidence WHERE model IN ({placeholders})"
+        )
+        rows = self._query(sql, models)
+        if rows:
+            i = np.array([r[0] for r in rows])
+            j = np.array([column[r[1]] for r in rows])
+            z[i, j] = np.frombuffer(b"".join(r[2] for r in rows), dtype=_VECTOR_DTYPE).reshape(len(rows), k)
+            c[i, j] = np.frombuffer(b"".join(r[3] for r in rows), dtype=_VECTOR_DTYPE).reshape(len(rows), k)
+            none_share[i, j] = [r[4] for r in rows]
+            if answers is not None:
+                for r, ii, jj in zip(rows, i, j):
+                    answers[ii][jj] = tuple(json.loads(r[5]))
+        return PanelEvidence(
+            labels=self.labels,
+            models=tuple(models),
+            label_probs=z,
+            vote_shares=c,
+            no_label_share=none_share,
+            text_ids=tuple(self.text_ids()),
+            answers=answers,
+        )
+
+    # ------------------------------------------------------------------ labels
+    def _check_label(self, label: int) -> int:
+        label = int(label)
+        if not 0 <= label < len(self.labels):
+            raise StoreError(f"label index {label} is outside the label set {self.labels}")
+        return label
+
+    def _check_text(self, index: int) -> int:
+        index = int(index)
+        if not 0 <= index < self.n_texts:
+            raise StoreError(f"text index {index} is outside 0..{self.n_texts - 1}")
+        return index
+
+    def set_seed_labels(self, labels: Mapping[int, int], *, replace: bool = False) -> None:
+        """Record human seed labels {text index: label index} (iteration 0, weight 1).
+
+        With ``replace`` the previous seed labels are dropped first.
+        """
+        rows = [(self._check_text(i), self._check_label(y)) for i, y in labels.items()]
+        stamp = now()
+        with self.transaction() as conn:
+            if replace:
+                conn.execute("DELETE FROM annotations WHERE source=?", (SOURCE_SEED,))
+            conn.executemany(
+                "INSERT OR REPLACE INTO annotations(idx, label, source, iteration, annotator_label, negatives, "
+                "weight, created_at, updated_at) VALUES (?, ?, ?, 0, NULL, '[]', 1.0, ?, ?)",
+                [(i, y, SOURCE_SEED, stamp, stamp) for i, y in rows],
+            )
+
+    def seed_labels(self) -> dict[int, int]:
+        return dict(self._query("SELECT idx, label FROM annotations WHERE source=? ORDER BY idx", (SOURCE_SEED,)))
+
+    def put_annotations(self, rows: Sequence[AnnotationRow]) -> None:
+        """Insert or replace the annotations of some texts (one atomic write)."""
+        stamp = now()
+        values = []
+        for r in rows:
+            self._check_text(r.text_index)
+            self._check_label(r.label)
+            values.append((
+                int(r.text_index), int(r.label), r.source, int(r.iteration),
+                None if r.probability is None else float(r.probability),
+                None if r.annotator_label is None else int(r.annotator_label),
+                _dumps([int(k) for k in r.negatives]),
+                None if r.proba is None else _dumps([float(p) for p in r.proba]),
+                None if r.d_anno is None else int(bool(r.d_anno)),
+                float(r.weight), r.created_at or stamp, stamp,
+            ))
+        with self.transaction() as conn:
+            conn.executemany(
+                "INSERT OR REPLACE INTO annotations(idx, label, source, iteration, probability, annotator_label, "
+                "negatives, proba, d_anno, weight, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                values,
+            )
+
+    _ANNOTATION_COLUMNS = (
+        "idx, label, source, iteration, probability, annotator_label, negatives, proba, d_anno, weight, "
+        "created_at, updated_at"
+    )
+
+    @staticmethod
+    def _annotation(row: tuple) -> AnnotationRow:
+        return AnnotationRow(
+            text_index=row[0], label=row[1], source=row[2], iteration=row[3], probability=row[4],
+            annotator_label=row[5], negatives=tuple(json.loads(row[6])),
+            proba=None if row[7] is None else tuple(json.loads(row[7])),
+            d_anno=None if row[8] is None else bool(row[8]), weight=row[9], created_at=row[10], updated_at=row[11],
+        )
+
+    def annotations(self) -> list[AnnotationRow]:
+        """Every labeled text's annotation, by text index."""
+        rows = self._query(f"SELECT {self._ANNOTATION_COLUMNS} FROM annotations ORDER BY idx")
+        return [self._annotation(r) for r in rows]
+
+    def annotation(self, text_index: int) -> AnnotationRow | None:
+        rows = self._query(f"SELECT {self._ANNOTATION_COLUMNS} FROM annotations WHERE idx=?", (int(text_index),))
+        return self._annotation(rows[0]) if rows else None
+
+    def labeled_indices(self) -> np.ndarray:
+        return np.array([i for (i,) in self._query("SELECT idx FROM annotations ORDER BY idx")], dtype=int)
+
+    @property
+    def n_labeled(self) -> int:
+        return self._query("SELECT COUNT(*) FROM annotations")[0][0]
+
+    # ------------------------------------------------------------------ iterations
+    def put_iteration(self, record: IterationRecord) -> None:
+        """Insert or replace one iteration's row."""
+        if record.status not in STATUSES:
+            raise StoreError(f"iteration status must be one of {STATUSES}, got {record.status!r}")
+        stamp = now()
+        with self.transaction() as conn:
+            conn.execute(
+                "INSERT OR REPLACE INTO iterations(iteration, status, queried, lambda, metrics, timings, info, "
+                "started_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    int(record.iteration), record.status, _dumps([int(i) for i in record.queried]),
+                    None if record.lam is None else float(record.lam), _dumps(record.metrics),
+                    _dumps(record.timings), _dumps(record.info), record.started_at or stamp, stamp,
+                ),
+            )
+
+    def update_iteration(
+        self,
+        iteration: int,
+        *,
+        status: str | None = None,
+        metrics: Mapping[str, Any] | None = None,
+        timings: Mapping[str, Any] | None = None,
+        info: Mapping[str, Any] | None = None,
+        lam: float | None = None,
+    ) -> IterationRecord:
+        """Change an iteration's status and merge new metrics / timings / info into it."""
+        with self.transaction():
+            current = self.iteration(iteration)
+            if current is None:
+                raise StoreError(f"iteration {iteration} does not exist")
+            updated = IterationRecord(
+                iteration=current.iteration,
+                status=status or current.status,
+                queried=current.queried,
+                lam=current.lam if lam is None else lam,
+                metrics={**current.metrics, **(metrics or {})},
+                timings={**current.timings, **(timings or {})},
+                info={**current.info, **(info or {})},
+                started_at=current.started_at,
+            )
+            self.put_iteration(updated)
+        return self.iteration(iteration)  # type: ignore[return-value]
+
+    _ITERATION_COLUMNS = "iteration, status, queried, lambda, metrics, timings, info, started_at, updated_at"
+
+    @staticmethod
+    def _iteration(row: tuple) -> IterationRecord:
+        return IterationRecord(
+            iteration=row[0], status=row[1], queried=tuple(json.loads(row[2])), lam=row[3],
+            metrics=json.loads(row[4]), timings=json.loads(row[5]), info=json.loads(row[6]),
+            started_at=row[7], updated_at=row[8],
+        )
+
+    def iterations(self) -> list[IterationRecord]:
+        return [self._iteration(r) for r in self._query(f"SELECT {self._ITERATION_COLUMNS} FROM iterations ORDER BY iteration")]
+
+    def iteration(self, iteration: int) -> IterationRecord | None:
+        rows = self._query(f"SELECT {self._ITERATION_COLUMNS} FROM iterations WHERE iteration=?", (int(iteration),))
+        return self._iteration(rows[0]) if rows else None
+
+    def last_iteration(self) -> IterationRecord | None:
+        rows = self._query(f"SELECT {self._ITERATION_COLUMNS} FROM iterations ORDER BY iteration DESC LIMIT 1")
+        return self._iteration(rows[0]) if rows else None
+
+    def clear_loop(self) -> None:
+        """Forget the AL run (iterations, annotator labels, stored predictions); keep seeds and overrides
+        (overridden texts stay labeled by their human label)."""
+        with self.transaction() as conn:
+            conn.execute("DELETE FROM iterations")
+            conn.execute("DELETE FROM annotations WHERE source NOT IN (?, ?)", HUMAN_SOURCES)
+            conn.execute("UPDATE overrides SET applied_iteration=NULL")
+            conn.execute("DELETE FROM arrays WHERE name LIKE 'loop/%'")
+            conn.execute("DELETE FROM blobs WHERE name LIKE 'loop/%'")
+
+    # ------------------------------------------------------------------ overrides
+    def add_override(self, text_index: int, label: int) -> OverrideRecord:
+        """A human sets a text's label: logged with its time, and the text's annotation becomes
+        a human label (source ``override``, weight 1, no negatives). The annotator's y+,
+        probability and flag stay on the row for review. An unlabeled text joins L."""
+        text_index, label = self._check_text(text_index), self._check_label(label)
+        stamp = now()
+        with self.transaction() as conn:
+            current = self.annotation(text_index)
+            old = None if current is None else current.label
+            cursor = conn.execute(
+                "INSERT INTO overrides(idx, old_label, new_label, created_at) VALUES (?, ?, ?, ?)",
+                (text_index, old, label, stamp),
+            )
+            override_id = cursor.lastrowid
+            if current is None:
+                iteration = (self.last_iteration() or IterationRecord(0, "trained")).iteration
+                conn.execute(
+                    "INSERT INTO annotations(idx, label, source, iteration, negatives, weight, created_at, updated_at) "
+                    "VALUES (?, ?, ?, ?, '[]', 1.0, ?, ?)",
+                    (text_index, label, SOURCE_OVERRIDE, iteration, stamp, stamp),
+                )
+            else:
+                conn.execute(
+                    "UPDATE annotations SET label=?, source=?, negatives='[]', weight=1.0, updated_at=? WHERE idx=?",
+                    (label, SOURCE_OVERRIDE, stamp, text_index),
+                )
+        return OverrideRecord(override_id, text_index, old, label, stamp, None)
+
+    def overrides(self, *, pending_only: bool = False) -> list[OverrideRecord]:
+        sql = "SELECT id, idx, old_label, new_label, created_at, applied_iteration FROM overrides"
+        if pending_only:
+            sql += " WHERE applied_iteration IS NULL"
+        return [OverrideRecord(*r) for r in self._query(sql + " ORDER BY id")]
+
+    def mark_overrides_applied(self, iteration: int) -> int:
+        """Mark every pending override as used by training ``iteration``; returns how many."""
+        with self.transaction() as conn:
+            cursor = conn.execute(
+                "UPDATE overrides SET applied_iteration=? WHERE applied_iteration IS NULL", (int(iteration),)
+            )
+            return cursor.rowcount
+
+    # ------------------------------------------------------------------ arrays and artifacts
+    def put_array(self, name: str, array: np.ndarray) -> None:
+        with self.transaction() as conn:
+            conn.execute(
+                "INSERT OR REPLACE INTO arrays(name, data, updated_at) VALUES (?, ?, ?)",
+                (name, array_to_bytes(array), now()),
+            )
+
+    def get_array(self, name: str) -> np.ndarray | None:
+        rows = self._query("SELECT data FROM arrays WHERE name=?", (name,))
+        return array_from_bytes(rows[0][0]) if rows else None
+
+    def put_blob(self, name: str, data: bytes, info: Mapping[str, Any] | None = None) -> None:
+        """Store opaque bytes (a model in its own format: XGBoost JSON/UBJ, safetensors, ...)."""
+        with self.transaction() as conn:
+            conn.execute(
+                "INSERT OR REPLACE INTO blobs(name, data, info, updated_at) VALUES (?, ?, ?, ?)",
+                (name, bytes(data), _dumps(dict(info or {})), now()),
+            )
+
+    def get_blob(self, name: str) -> tuple[bytes, dict] | None:
+        rows = self._query("SELECT data, info FROM blobs WHERE name=?", (name,))
+        return (bytes(rows[0][0]), json.loads(rows[0][1])) if rows else None
+
+    def delete(self, name: str) -> None:
+        """Delete a named array or blob."""
+        with self.transaction() as conn:
+            conn.execute("DELETE FROM arrays WHERE name=?", (name,))
+            conn.execute("DELETE FROM blobs WHERE name=?", (name,))

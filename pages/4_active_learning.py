@@ -1,0 +1,105 @@
+"""4 · Active learning: settings, "Next iteration" / "Run N iterations", learning curve, flagged texts."""
+
+from __future__ import annotations
+
+import threading
+
+import plotly.graph_objects as go
+import streamlit as st
+
+from mollia_core.project import LoopSettings, ProjectError
+from pages.common import require_data, require_project, show_error
+
+st.title("Active learning")
+st.caption("Each iteration queries a batch of texts, labels them with MoLAM (label + negative labels), flags "
+           "the ones where the previous model disagrees (d_anno), and retrains the classifier with the "
+           "noise-robust loss W_d·CE + λ·L_neg.")
+project = require_project()
+require_data(project)
+
+
+def _strategies() -> list[str]:
+    try:
+        from mollia_core.query import STRATEGIES
+    except ImportError:
+        return ["random"]
+    return list(STRATEGIES)
+
+
+settings = project.loop_settings()
+strategies = _strategies()
+with st.expander("Settings", expanded=not project.iterations()):
+    c1, c2, c3 = st.columns(3)
+    strategy = c1.selectbox("Query strategy", strategies,
+                            index=strategies.index(settings.strategy) if settings.strategy in strategies else 0)
+    batch = c2.number_input("Batch size B", 1, 1000, settings.batch_size)
+    alpha = c3.number_input("α (weight of a flagged label)", 0.0, 1.0, settings.alpha, 0.05)
+    c1, c2, c3 = st.columns(3)
+    lambda_start = c1.number_input("λ start", 0.0, 5.0, settings.lambda_start, 0.1)
+    lambda_end = c2.number_input("λ end", 0.0, 5.0, settings.lambda_end, 0.1)
+    planned = c3.number_input("Iterations for the λ schedule", 1, 200, settings.n_iterations_planned)
+    c1, c2, c3 = st.columns(3)
+    modes = ["fast", "finetune"]
+    mode = c1.selectbox("Learner", modes, index=modes.index(settings.learner_mode) if settings.learner_mode in modes else 0,
+                        format_func={"fast": "fast (frozen encoder + head)", "finetune": "fine-tune (paper)"}.get)
+    backbone = c2.text_input("Backbone", settings.backbone, help="all-MiniLM-L6-v2 ships offline; any Hugging Face id "
+                             "you have locally (e.g. distilbert-base-uncased) works too.")
+    random_state = c3.number_input("Random state", 0, 10_000, settings.random_state)
+new_settings = LoopSettings(strategy=strategy, batch_size=int(batch), alpha=float(alpha),
+                            lambda_start=float(lambda_start), lambda_end=float(lambda_end),
+                            n_iterations_planned=int(planned), learner_mode=mode, backbone=backbone.strip(),
+                            random_state=int(random_state))
+
+summary = project.summary()
+curve = project.learning_curve()
+done = int(curve["iteration"].max()) if len(curve) else 0
+st.write(f"Labeled: **{summary['labeled']}** · still in the pool: **{project.pool_size()}** · "
+         f"iterations done: **{done}**")
+c1, c2, c3, c4 = st.columns([1, 1, 1, 1])
+next_clicked = c1.button("Next iteration", type="primary", icon=":material/skip_next:")
+n_more = c2.number_input("N", 1, 100, 5, label_visibility="collapsed")
+run_clicked = c3.button(f"Run {int(n_more)} iterations", icon=":material/fast_forward:")
+c4.button("Stop", icon=":material/stop:", help="Stops after the step in progress; every finished step is kept.")
+if next_clicked or run_clicked:
+    n = 1 if next_clicked else int(n_more)
+    bar = st.progress(0.0, text="Starting… (the first run also fits MoLAM and trains on the seeds)")
+    steps_total = 3 * n + (0 if project.iterations() else 1)
+    steps = {"n": 0}
+
+    def report(result):
+        steps["n"] += 1
+        record = result.record
+        what = {"train": "trained the model", "query": "queried a batch", "label": "labeled it with MoLAM"}.get(
+            result.step, result.step)
+        bar.progress(min(steps["n"] / steps_total, 1.0), text=f"Iteration {result.iteration}: {what}"
+                     + (f" · {record.metrics.get('n_flagged', 0)} flagged" if record and result.step == "label" else ""))
+
+    try:
+        with st.spinner("Working…"):
+            project.run_iterations(n, new_settings, progress=report, cancel=threading.Event())
+    except ProjectError as exc:
+        show_error(exc)
+    else:
+        st.rerun()
+
+if len(curve):
+    st.subheader("Learning curve")
+    has_gold = curve["validation_accuracy"].notna().any()
+    figure = go.Figure()
+    if has_gold:
+        figure.add_scatter(x=curve["n_labeled"], y=curve["validation_accuracy"], mode="lines+markers",
+                           name="accuracy on the validation split (gold)")
+    figure.add_scatter(x=curve["n_labeled"], y=curve["annotator_agreement"], mode="lines+markers",
+                       name="agreement of the model with MoLAM (pool)", line=dict(dash="dot"))
+    figure.update_layout(xaxis_title="labeled texts", yaxis_title="share", yaxis_range=[0, 1], height=360,
+                         margin=dict(t=10, b=10), legend=dict(orientation="h", y=-0.25))
+    st.plotly_chart(figure)
+    if not has_gold:
+        st.caption("No gold labels outside the seeds: the curve shows how often the model agrees with MoLAM.")
+    st.subheader("Flagged texts (d_anno) per iteration")
+    st.caption("A text is flagged when MoLAM's label differs from the previous model's prediction: "
+               "it trains with weight α. Review them on the Review page.")
+    st.bar_chart(curve.set_index("iteration")["n_flagged"], height=200)
+    st.dataframe(curve, hide_index=True)
+else:
+    st.info("No iteration yet. The first click trains on the seeds (iteration 0) and runs the iterations asked.")

@@ -1,0 +1,203 @@
+"""Every dashboard page through streamlit.testing's AppTest, error paths included.
+
+The app runs for real on a real project store, the real dataset validator and the paper's real
+LLM evidence (replayed); pages that fit MoLAM or run iterations are in test_app_loop.py.
+"""
+
+from __future__ import annotations
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from mollia_core.project import AnnotatorSpec, Project
+from project_helpers import trec_frame, trec_records
+
+TIMEOUT = 60
+
+
+@pytest.fixture(autouse=True)
+def navigation_like_the_server(monkeypatch):
+    """AppTest resets Streamlit's "pages/ directory" (v1 multipage) flag before every run, and with
+    a ``pages/`` folder beside app.py it then runs the page alone, skipping app.py. The real server
+    clears that flag for good on the first ``st.navigation`` call, which app.py always makes: do the
+    same here so that every run goes through app.py as in the browser."""
+    from streamlit.runtime.pages_manager import PagesManager
+
+    original = PagesManager.__init__
+
+    def init(self, *args, **kwargs):
+        original(self, *args, **kwargs)
+        PagesManager.uses_pages_directory = False
+
+    monkeypatch.setattr(PagesManager, "__init__", init)
+
+
+@pytest.fixture
+def projects(tmp_path, monkeypatch, mollia_home):
+    folder = tmp_path / "projects"
+    monkeypatch.setenv("MOLLIA_PROJECTS_DIR", str(folder))
+    return folder
+
+
+def app(project: str | None = None, page: str | None = None) -> AppTest:
+    at = AppTest.from_file("../app.py", default_timeout=TIMEOUT)
+    if project:
+        at.session_state["project_name"] = project
+    if page:
+        at.switch_page(page)
+    return at.run()
+
+
+def errors(at: AppTest) -> list[str]:
+    return [e.value for e in at.error]
+
+
+def assert_no_exception(at: AppTest) -> None:
+    assert not at.exception, [e.value for e in at.exception]
+
+
+def upload(at: AppTest, name: str, content: bytes) -> AppTest:
+    at.file_uploader(key="data_upload").set_value((name, content, "text/csv"))
+    return at.run()
+
+
+def test_without_a_project_every_page_asks_to_open_one(projects):
+    for page in ("pages/1_data.py", "pages/2_annotators.py", "pages/3_molam.py", "pages/4_active_learning.py",
+                 "pages/5_review.py", "pages/6_export.py"):
+        at = app(page=page)
+        assert_no_exception(at)
+        assert any("Open or create a project" in i.value for i in at.info), page
+
+
+def test_create_a_project_in_the_sidebar(projects):
+    at = app()
+    at.sidebar.text_input[0].input("first project")
+    at.sidebar.button[0].click().run()
+    assert_no_exception(at)
+    assert at.session_state["project_name"] == "first project"
+    assert (projects / "first project.mollia.sqlite").is_file()
+    at.sidebar.text_input[0].input("first project")
+    at.sidebar.button[0].click().run()
+    assert any("already exists" in e for e in errors(at))
+
+
+def test_data_page_upload_columns_and_seeds(projects, trec):
+    Project.create("p")
+    frame = trec_frame(trec, 120)
+    at = upload(app("p"), "trec.csv", frame.to_csv(index=False).encode())
+    assert_no_exception(at)
+    at.selectbox(key="text_column").select("question")
+    at.selectbox(key="id_column").select("qid")
+    at.selectbox(key="label_column").select("category").run()
+    at.button[0].click().run()  # Use this data
+    assert_no_exception(at)
+    project = Project.open("p")
+    assert project.has_dataset() and project.summary()["texts"] == 120
+    assert project.summary()["validation"] == 24
+    take = next(b for b in at.button if b.label.startswith("Take"))
+    take.click().run()
+    assert len(project.seeds()) == 50
+    assert any("50" in m.value and "seed labels" in m.value for m in at.markdown)
+
+
+def test_data_page_keyboard_labeling_of_seeds(projects, trec):
+    project = Project.create("hand")
+    project.set_dataset(trec_frame(trec, 60, with_gold=False), "question", labels=["human", "location", "numeric"])
+    at = app("hand")
+    first = project.seed_candidates(50)[0]
+    assert at.text[0].value == project.texts[project.index_of(first)]
+    at.button(key=f"seed_{first}_1").click().run()
+    assert project.seeds() == {first: "location"}
+    second = project.seed_candidates(50)[1]
+    at.button(key=f"skip_{second}").click().run()
+    third = project.seed_candidates(50)[2]
+    assert at.text[0].value == project.texts[project.index_of(third)]
+
+
+@pytest.mark.parametrize(
+    "content, expected",
+    [
+        (b"question,category\n", "no rows"),
+        ("question,category\ncaf\u00e9,human\n".encode("latin-1"), "UTF-8"),
+    ],
+    ids=["no-rows", "not-utf8"],
+)
+def test_data_page_bad_csv_is_reported_in_page(projects, content, expected):
+    Project.create("bad")
+    at = upload(app("bad"), "bad.csv", content)
+    assert_no_exception(at)
+    assert any(expected in e for e in errors(at)), errors(at)
+
+
+def test_data_page_label_outside_the_typed_set_names_the_row(projects, trec):
+    Project.create("typed")
+    frame = trec_frame(trec, 30)
+    at = upload(app("typed"), "t.csv", frame.to_csv(index=False).encode())
+    at.selectbox(key="text_column").select("question")
+    at.selectbox(key="label_column").select("category").run()
+    at.radio(key="label_set_how").set_value("Typed").run()
+    at.text_input(key="typed_labels").input("human, location").run()
+    at.button[0].click().run()
+    assert_no_exception(at)
+    assert any("row" in e and "category" in e for e in errors(at)), errors(at)
+    assert not Project.open("typed").has_dataset()
+
+
+def test_data_page_empty_text_cell_names_row_and_column(projects):
+    Project.create("empty")
+    at = upload(app("empty"), "e.csv", b"body,category\nhello,a\n,b\nworld,a\n")
+    at.selectbox(key="text_column").select("body")
+    at.selectbox(key="label_column").select("category").run()
+    at.button[0].click().run()
+    assert_no_exception(at)
+    assert any("row 2" in e and "body" in e for e in errors(at)), errors(at)
+
+
+def _replayed(trec, name="rev", n=200, seeds=True) -> Project:
+    project = Project.create(name)
+    frame = trec_frame(trec, n)
+    project.set_dataset(frame, "question", id_column="qid", label_column="category")
+    for model, records in list(trec_records(trec, n).items())[:3]:
+        spec = AnnotatorSpec(kind="replay", model=model, path="trec.jsonl")
+        project.set_panel(project.panel() + [spec])
+        project.import_evidence_records(spec, records)
+    if seeds:
+        project.take_seeds_from_column(50)
+    return project
+
+
+def test_annotators_page_shows_panel_evidence_and_seed_accuracy(projects, trec):
+    _replayed(trec)
+    at = app("rev", "pages/2_annotators.py")
+    assert_no_exception(at)
+    status = at.dataframe[0].value
+    assert list(status["texts with evidence"]) == [200, 200, 200]
+    accuracy = at.dataframe[1].value
+    assert set(accuracy["LLM"]) == {"replay:gemma", "replay:llama", "replay:mistral"}
+    assert accuracy["accuracy on seeds"].between(0, 1).all()
+    # The prompt preview shows the sample text as code (plain text), with the labels filled in.
+    assert "Classify" in at.code[0].value
+
+
+def test_annotators_page_bad_template_is_an_error(projects, trec):
+    _replayed(trec, seeds=False)
+    at = app("rev", "pages/2_annotators.py")
+    at.text_area(key="template_text").input("Label this: {txt}").run()
+    assert_no_exception(at)
+    assert any("placeholder" in e for e in errors(at)), errors(at)
+
+
+def test_molam_page_without_seeds_says_what_to_do(projects, trec):
+    _replayed(trec, seeds=False)
+    at = app("rev", "pages/3_molam.py")
+    at.button[0].click().run()  # Fit MoLAM (form submit)
+    assert_no_exception(at)
+    assert any("no seed labels" in e for e in errors(at)), errors(at)
+
+
+def test_export_page_offers_three_formats(projects, trec):
+    _replayed(trec)
+    at = app("rev", "pages/6_export.py")
+    assert_no_exception(at)
+    assert len(at.get("download_button")) == 3
+    assert any("50" in m.value for m in at.markdown)

@@ -1,0 +1,306 @@
+"""Algorithm 1: W_d from the previous model, overrides, switches, resume after a kill.
+
+The unit tests at the top drive the loop's logic with small stand-ins for the learner, the
+strategy and the annotator whose every output is set by the test, so each recorded value can be
+checked by hand. The tests marked ``slow`` run the real parts (encoder, MoLAM, strategies) on the
+paper's TREC evidence.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from mollia_core.evidence import PanelEvidence
+from mollia_core.loop import ActiveLearningLoop, GoldOracle, LoopConfig, LoopError
+from mollia_core.losses import lambda_schedule
+from mollia_core.store import ProjectStore
+
+REPO = Path(__file__).resolve().parent.parent
+LABELS = ("a", "b", "c")
+
+
+# ---------------------------------------------------------------------- stand-ins (unit tests only)
+class TableLearner:
+    """Predicts, for each text, the label it was trained on, else ``default`` (set per iteration)."""
+
+    fits: list[dict] = []
+
+    def __init__(self, iteration: int, default_by_iteration: dict[int, int]):
+        self.iteration = iteration
+        self.default = default_by_iteration.get(iteration, 0)
+        self.memory: dict[str, int] = {}
+
+    def fit(self, texts, y, *, negative_mask, sample_weight, negative_weight):
+        TableLearner.fits.append({
+            "iteration": self.iteration, "texts": list(texts), "y": np.asarray(y).tolist(),
+            "weight": np.asarray(sample_weight).tolist(), "negatives": np.asarray(negative_mask).tolist(),
+            "lambda": negative_weight,
+        })
+        self.memory = dict(zip(texts, np.asarray(y).tolist()))
+        return self
+
+    def predict_proba(self, texts):
+        labels = [self.memory.get(t, self.default) for t in texts]
+        return np.eye(len(LABELS))[labels]
+
+
+class FirstInPool:
+    """Queries the first ``n`` pool texts (deterministic)."""
+
+    def query(self, learner, texts, pool, labeled, n, random_state=None):
+        return np.asarray(pool)[:n]
+
+
+@dataclass
+class FixedAnnotation:
+    labels: np.ndarray
+    probability: np.ndarray
+    proba: np.ndarray
+    negative_mask: np.ndarray
+
+
+class TableAnnotator:
+    """Labels text id ``t`` with ``labels[t]`` and negative labels ``negatives[t]``."""
+
+    def __init__(self, labels: dict[str, int], negatives: dict[str, list[int]] | None = None):
+        self.labels, self.negatives, self.fitted_on = labels, negatives or {}, None
+
+    def fit(self, evidence, y):
+        self.fitted_on = np.asarray(y).copy()
+        return self
+
+    def annotate(self, evidence):
+        y = np.array([self.labels[t] for t in evidence.text_ids])
+        mask = np.zeros((len(y), len(LABELS)), dtype=bool)
+        for row, t in enumerate(evidence.text_ids):
+            mask[row, self.negatives.get(t, [])] = True
+        return FixedAnnotation(y, np.full(len(y), 0.9), np.eye(len(LABELS))[y], mask)
+
+
+def tiny_store(path: Path, n: int = 8) -> ProjectStore:
+    store = ProjectStore(path)
+    store.set_labels(LABELS)
+    store.add_texts([f"text {i}" for i in range(n)], gold=[i % 3 for i in range(n)])
+    z = np.full((n, 1, 3), 1 / 3)
+    store.put_evidence(PanelEvidence(LABELS, ("m",), z, z.copy()))
+    store.set_seed_labels({0: 0, 1: 1})
+    return store
+
+
+def make_loop(store, annotator, defaults, **config):
+    config = LoopConfig(**{"batch_size": 2, "n_iterations": 3, **config})
+    return ActiveLearningLoop(
+        store, annotator, config, annotator_name="molam",
+        learner_factory=lambda it: TableLearner(it, defaults), strategy=FirstInPool(),
+    )
+
+
+@pytest.fixture(autouse=True)
+def _reset_fits():
+    TableLearner.fits = []
+
+
+# ---------------------------------------------------------------------- unit tests
+def test_w_d_comes_from_the_previous_iterations_model(tmp_path):
+    """Hand-checked: the model of iteration 0 predicts 'a' (0) on unlabeled texts, that of iteration 1
+    predicts 'b' (1). Iteration 1 labels texts 2, 3 with y+ = a, c -> d_anno = [F, T], W_d = [1, alpha];
+    iteration 2 labels texts 4, 5 with y+ = b, a -> d_anno = [F, T] against iteration 1's model."""
+    store = tiny_store(tmp_path / "p.sqlite")
+    annotator = TableAnnotator({"2": 0, "3": 2, "4": 1, "5": 0, "6": 0, "7": 0}, negatives={"3": [1], "5": [2]})
+    loop = make_loop(store, annotator, {0: 0, 1: 1, 2: 2}, alpha=0.25)
+    loop.run(2)
+    rows = {r.text_index: r for r in store.annotations()}
+    assert [(rows[i].d_anno, rows[i].weight) for i in (2, 3)] == [(False, 1.0), (True, 0.25)]
+    assert [(rows[i].d_anno, rows[i].weight) for i in (4, 5)] == [(False, 1.0), (True, 0.25)]
+    assert rows[3].negatives == (1,) and rows[3].source == "molam" and rows[3].iteration == 1
+    # The annotator was fitted on the seed labels only.
+    assert annotator.fitted_on.tolist() == [0, 1, -1, -1, -1, -1, -1, -1]
+    # Training of iteration 2: seeds weight 1 without negatives, W_d and y- of the labeled texts,
+    # lambda from the schedule.
+    fit = TableLearner.fits[-1]
+    assert fit["iteration"] == 2 and fit["texts"] == [f"text {i}" for i in range(6)]
+    assert fit["y"] == [0, 1, 0, 2, 1, 0]
+    assert fit["weight"] == [1.0, 1.0, 1.0, 0.25, 1.0, 0.25]
+    assert fit["negatives"][3] == [False, True, False] and fit["negatives"][5] == [False, False, True]
+    assert not any(fit["negatives"][0]) and not any(fit["negatives"][1])
+    assert fit["lambda"] == pytest.approx(lambda_schedule(1, 3, 0.4, 1.0)) == pytest.approx(0.7)
+    record = store.iteration(1)
+    assert record.queried == (2, 3) and record.metrics["n_flagged"] == 1
+    assert set(record.timings) == {"query_s", "label_s", "train_s", "predict_s"}
+
+
+def test_override_is_used_in_the_next_training_with_weight_1(tmp_path):
+    store = tiny_store(tmp_path / "p.sqlite")
+    loop = make_loop(store, TableAnnotator({str(i): 2 for i in range(8)}, negatives={"3": [0, 1]}), {0: 0, 1: 0})
+    loop.run(1)
+    assert store.annotation(3).weight == 0.5 and store.annotation(3).negatives == (0, 1)
+    loop.override(3, 1)  # a human says "b"
+    loop.override(7, 0)  # and labels a pool text nobody queried
+    assert [o.applied_iteration for o in store.overrides()] == [None, None]
+    loop.run(1)
+    fit = TableLearner.fits[-1]
+    by_text = dict(zip(fit["texts"], zip(fit["y"], fit["weight"], fit["negatives"])))
+    assert by_text["text 3"] == (1, 1.0, [False, False, False])
+    assert by_text["text 7"] == (0, 1.0, [False, False, False])
+    assert [o.applied_iteration for o in store.overrides()] == [2, 2]
+    assert store.iteration(2).metrics["overrides_used"] == 2
+    assert 7 not in store.iteration(2).queried  # a human-labeled text is no longer in the pool
+    row = store.annotation(3)
+    assert (row.source, row.annotator_label, row.d_anno) == ("override", 2, True)
+
+
+def test_switches_turn_off_negative_learning_and_the_discrepancy_weight(tmp_path):
+    store = tiny_store(tmp_path / "p.sqlite")
+    loop = make_loop(
+        store, TableAnnotator({str(i): 2 for i in range(8)}, negatives={"2": [0]}), {0: 0},
+        negative_learning=False, discrepancy=False,
+    )
+    loop.run(1)
+    fit = TableLearner.fits[-1]
+    assert fit["lambda"] == 0.0 and fit["weight"] == [1.0] * 4 and not np.any(fit["negatives"])
+    assert store.annotation(2).d_anno is True  # still flagged for review, just not down-weighted
+
+
+def test_metrics_on_test_split_and_agreement_on_pool(tmp_path):
+    store = tiny_store(tmp_path / "p.sqlite", n=9)
+    store.set_splits({6: "test", 7: "test", 8: "validation"})
+    loop = make_loop(store, TableAnnotator({str(i): 0 for i in range(9)}), {0: 0}, n_iterations=1)
+    loop.run()
+    metrics = store.iteration(0).metrics
+    # Model 0 predicts 'a' everywhere unlabeled; gold of 6, 7 is a, b -> accuracy 0.5; of 8 ('c') 0.
+    assert metrics["test_accuracy"] == 0.5 and metrics["validation_accuracy"] == 0.0
+    assert metrics["test_macro_f1"] == pytest.approx((2 / 3 + 0 + 0) / 3)
+    assert metrics["annotator_agreement"] == 1.0  # pool 2..5: annotator says 'a', model says 'a'
+    assert 6 not in store.iteration(1).queried and 8 not in store.iteration(1).queried
+
+
+def test_resume_between_every_step_gives_the_uninterrupted_run(tmp_path):
+    defaults = {0: 0, 1: 1, 2: 2, 3: 0}
+    labels = {str(i): (i * 7) % 3 for i in range(8)}
+    straight = tiny_store(tmp_path / "a.sqlite")
+    make_loop(straight, TableAnnotator(labels), defaults).run()
+    interrupted = tiny_store(tmp_path / "b.sqlite")
+    interrupted.set_setting("loop", LoopConfig(batch_size=2, n_iterations=3).to_dict())  # resume reads it
+    steps = 0
+    while True:  # a new process (new loop object, new connection) after every step
+        store = ProjectStore.open(tmp_path / "b.sqlite")
+        result = ActiveLearningLoop.resume(
+            store, TableAnnotator(labels), learner_factory=lambda it: TableLearner(it, defaults), strategy=FirstInPool()
+        ).step()
+        store.close()
+        steps += 1
+        if result.step == "done":
+            break
+    assert steps == 1 + 3 * 3 + 1
+    strip = lambda rows: [(r.text_index, r.label, r.source, r.iteration, r.d_anno, r.weight, r.negatives) for r in rows]
+    assert strip(interrupted.annotations()) == strip(straight.annotations())
+    assert [r.queried for r in interrupted.iterations()] == [r.queried for r in straight.iterations()]
+    interrupted.close()
+    straight.close()
+
+
+def test_gold_oracle_and_errors(tmp_path):
+    oracle = GoldOracle({"x": 2, "y": 0}, 3)
+    z = np.zeros((2, 0, 3))
+    annotation = oracle.annotate(PanelEvidence(LABELS, (), z, z.copy(), text_ids=("y", "x")))
+    assert annotation.labels.tolist() == [0, 2] and not annotation.negative_mask.any()
+    with pytest.raises(LoopError, match="no gold label"):
+        oracle.annotate(PanelEvidence(LABELS, (), z, z.copy(), text_ids=("y", "q")))
+    with pytest.raises(LoopError, match="batch_size"):
+        LoopConfig(batch_size=0)
+    with pytest.raises(LoopError, match="unknown loop setting"):
+        LoopConfig.from_dict({"batchsize": 3})
+    store = ProjectStore(tmp_path / "empty.sqlite")
+    with pytest.raises(LoopError, match="no label set"):
+        ActiveLearningLoop(store, oracle, learner_factory=lambda it: None, strategy=FirstInPool())
+    store.set_labels(LABELS)
+    store.add_texts(["x", "y"], text_ids=["x", "y"])
+    loop = ActiveLearningLoop(store, oracle, learner_factory=lambda it: TableLearner(it, {}), strategy=FirstInPool())
+    with pytest.raises(LoopError, match="no seed labels"):
+        loop.step()
+
+
+# ---------------------------------------------------------------------- real parts, real kill
+@pytest.mark.slow
+def test_kill_9_mid_iteration_then_resume_loses_nothing(tmp_path):
+    """A real run (MoLAM on the paper's TREC evidence, the real encoder and strategy) in a subprocess is
+    killed with SIGKILL while an iteration is half done, after a human override was committed from
+    another connection; the resumed run keeps every committed label and the override, and ends
+    with exactly seeds + iterations x batch labels."""
+    n_seeds, batch, iterations = 30, 10, 5
+    config = tmp_path / "run.json"
+    config.write_text(json.dumps({
+        "dataset": {"paper_evidence": "trec", "limit": 400, "test_size": 60},
+        "seeds": {"n": n_seeds, "random_state": 3},
+        "annotator": "gold",
+        "loop": {"strategy": "random", "batch_size": batch, "n_iterations": iterations, "random_state": 3},
+        "output_dir": "out",
+    }))
+    env = {**os.environ, "MOLLIA_HOME": str(tmp_path / "home"), "PYTHONPATH": str(REPO), "HF_HUB_OFFLINE": "1"}
+    command = [sys.executable, "-m", "mollia_core", "run", "--config", str(config)]
+    project = tmp_path / "out" / "project.mollia.sqlite"
+    with open(tmp_path / "first.log", "w") as log:
+        process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=REPO)
+    store = None
+    override = None
+    killed_in = None
+    deadline = time.monotonic() + 300
+    try:
+        while time.monotonic() < deadline and process.poll() is None:
+            if store is None:
+                if project.exists():
+                    candidate = ProjectStore(project)
+                    if candidate.get_setting("run_prepared"):
+                        store = candidate
+                    else:
+                        candidate.close()
+                time.sleep(0.05)
+                continue
+            last = store.last_iteration()
+            if override is None and last is not None and (last.iteration, last.status) == (1, "trained"):
+                target = next(r for r in store.annotations() if r.iteration == 1)
+                override = (target.text_index, (target.label + 1) % len(store.labels))
+                store.add_override(*override)  # committed by another process while the run goes on
+            elif override is not None and last.iteration >= 2 and last.status in ("queried", "labeled"):
+                os.kill(process.pid, signal.SIGKILL)
+                killed_in = (last.iteration, last.status)
+                break
+            time.sleep(0.002)
+    finally:
+        if process.poll() is None and killed_in is None:
+            process.kill()
+        process.wait()
+    assert killed_in is not None, (tmp_path / "first.log").read_text()[-3000:]
+    committed = {r.text_index: (r.label, r.source, r.iteration) for r in store.annotations()}
+    overrides = store.overrides()
+    queried_before = {r.iteration: r.queried for r in store.iterations()}
+    assert store.annotation(override[0]).label == override[1]
+
+    resumed = subprocess.run(command, env=env, capture_output=True, text=True, cwd=REPO, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert f"resuming {project} at iteration {killed_in[0]} ({killed_in[1]})" in resumed.stdout
+
+    after = {r.text_index: (r.label, r.source, r.iteration) for r in store.annotations()}
+    assert {i: after[i] for i in committed} == committed  # nothing committed was lost or changed
+    assert len(after) == n_seeds + iterations * batch
+    assert [(o.id, o.text_index, o.new_label, o.created_at) for o in store.overrides()] == [
+        (o.id, o.text_index, o.new_label, o.created_at) for o in overrides
+    ]
+    assert store.overrides()[0].applied_iteration == 2  # used from the next training on
+    records = store.iterations()
+    assert [(r.iteration, r.status) for r in records] == [(i, "trained") for i in range(iterations + 1)]
+    for iteration, queried in queried_before.items():
+        assert records[iteration].queried == queried  # the half-done iteration kept its query
+    results = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert len(results["iterations"]) == iterations + 1 and results["overrides"][0]["applied_iteration"] == 2
+    store.close()

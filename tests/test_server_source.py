@@ -1,0 +1,323 @@
+"""OpenAICompatibleSource: against a real llama.cpp server on loopback (slow), and unit tests of
+the logic around HTTP (retry/backoff, errors, key handling) with httpx.MockTransport."""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import threading
+
+import httpx
+import numpy as np
+import pytest
+
+from mollia_core.evidence import server as server_module
+from mollia_core.evidence.prompt import PromptTemplate
+from mollia_core.evidence.server import (
+    OpenAICompatibleSource,
+    _continuation_logprob,
+    _first_token_scores,
+    _renormalise,
+    normalise_base_url,
+)
+from mollia_core.evidence.source import Cancelled, EvidenceError
+
+from llama_server import free_loopback_port, llama_server
+
+API_KEY = "sk-mollia-test-Zq8vN3"  # what the real test server demands
+LABELS = ("sports", "business", "technology")
+TEXTS = (
+    "The striker scored twice as the home side won the cup final.",
+    "Shares in the bank fell 4% after it cut its profit forecast.",
+    "The new phone has a faster chip and a brighter screen.",
+)
+
+
+# ----------------------------------------------------------------- unit: helpers
+def test_base_url_is_normalised_and_credentials_in_it_are_refused():
+    assert normalise_base_url("http://127.0.0.1:8000") == "http://127.0.0.1:8000/v1"
+    assert normalise_base_url("http://127.0.0.1:8000/v1/") == "http://127.0.0.1:8000/v1"
+    assert normalise_base_url("https://host/api/v1") == "https://host/api/v1"
+    for bad in ("", "127.0.0.1:8000", "ftp://host/v1"):
+        with pytest.raises(EvidenceError, match="URL"):
+            normalise_base_url(bad)
+    with pytest.raises(EvidenceError, match="api_key") as error:
+        normalise_base_url("http://user:hunter2@127.0.0.1:8000/v1")
+    assert "hunter2" not in str(error.value)
+
+
+def test_continuation_logprob_sums_only_the_label_tokens():
+    # echoed "Q:\nCategory: sports" + generated "\n"; the label continuation is " sports" (chars 12..19)
+    body = {"choices": [{"logprobs": {
+        "tokens": ["Q", ":\n", "Category", ":", " sport", "s", "\n"],
+        "text_offset": [0, 1, 3, 11, 12, 18, 19],
+        "token_logprobs": [None, -1.0, -2.0, -0.5, -0.25, -0.125, -3.0],
+    }}]}
+    assert _continuation_logprob(body, 12, 19) == pytest.approx(-0.375)
+    # a token straddling the boundary counts with the label
+    assert _continuation_logprob(body, 13, 19) == pytest.approx(-0.375)
+    with pytest.raises(server_module._NoLogprobs):
+        _continuation_logprob({"choices": [{"logprobs": None}]}, 12, 19)
+
+
+def test_first_token_scores_use_the_longest_matching_top_token_and_split_shared_ones():
+    top = {" sport": -1.0, " bus": -2.0, " s": -0.5, " pos": -0.7, "\n": -0.1}
+    scores = _first_token_scores(top, [" sports", " business", " science", " positive", " postal", " art"])
+    assert scores[0] == -1.0 and scores[1] == -2.0 and scores[2] == -0.5
+    assert scores[3] == scores[4] == pytest.approx(-0.7 - math.log(2))
+    assert scores[5] == -math.inf
+    z = _renormalise(scores)
+    assert z.sum() == pytest.approx(1.0) and z[5] == 0.0
+    np.testing.assert_allclose(_renormalise(np.array([-math.inf, -math.inf])), [0.5, 0.5])
+
+
+# ------------------------------------------------------ unit: HTTP logic (fake server)
+class FakeServer:
+    """A scripted OpenAI-compatible endpoint: each POST /v1/completions pops the next status."""
+
+    def __init__(self, statuses=(), *, echo=True, logprobs=True, honours_n=False, models=("m",), headers=None):
+        self.statuses = list(statuses)
+        self.echo, self.logprobs, self.honours_n, self.models = echo, logprobs, honours_n, models
+        self.headers = headers or {}
+        self.requests: list[httpx.Request] = []
+
+    def completion(self, payload: dict) -> dict:
+        prompt = payload["prompt"]
+        if payload.get("echo") and self.echo:
+            # one token per character of the echoed text, log-probability -0.1 each
+            tokens = list(prompt) + ["x"]
+            logprobs = {"tokens": tokens, "text_offset": list(range(len(tokens))),
+                        "token_logprobs": [None] + [-0.1] * (len(tokens) - 1),
+                        "top_logprobs": [None] + [{"x": -0.1}] * (len(tokens) - 1)}
+        elif self.logprobs and payload.get("logprobs"):
+            logprobs = {"tokens": [" a"], "text_offset": [len(prompt)], "token_logprobs": [-0.2],
+                        "top_logprobs": [{" a": -0.2, " b": -1.9, " s": -2.5}]}
+        else:
+            logprobs = None
+        n = payload.get("n", 1) if self.honours_n else 1
+        return {"choices": [{"text": " a", "index": i, "logprobs": logprobs} for i in range(n)]}
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        self.requests.append(request)
+        if request.url.path.endswith("/models"):
+            return httpx.Response(200, json={"data": [{"id": m} for m in self.models]})
+        status = self.statuses.pop(0) if self.statuses else 200
+        if status != 200:
+            return httpx.Response(status, json={"error": {"message": f"status {status}"}}, headers=self.headers)
+        return httpx.Response(200, json=self.completion(json.loads(request.content)))
+
+
+def fake_source(fake: FakeServer, **kwargs) -> OpenAICompatibleSource:
+    kwargs.setdefault("n_samples", 2)
+    return OpenAICompatibleSource("http://127.0.0.1:9/v1", "m", transport=httpx.MockTransport(fake), **kwargs)
+
+
+@pytest.fixture
+def sleeps(monkeypatch):
+    waits: list[float] = []
+    monkeypatch.setattr(server_module.time, "sleep", waits.append)
+    return waits
+
+
+def test_5xx_is_retried_with_exponential_backoff(sleeps):
+    fake = FakeServer([503, 502])
+    source = fake_source(fake, backoff_s=0.5, retries=3)
+    body = source._complete({"prompt": "p", "max_tokens": 1})
+    assert body["choices"][0]["text"] == " a"
+    assert sleeps == [0.5, 1.0]
+    assert len(fake.requests) == 3
+
+
+def test_429_waits_for_retry_after(sleeps):
+    fake = FakeServer([429], headers={"Retry-After": "3"})
+    fake_source(fake, backoff_s=0.5)._complete({"prompt": "p"})
+    assert sleeps == [3.0]
+
+
+def test_retries_run_out_with_a_clear_error(sleeps):
+    fake = FakeServer([503] * 10)
+    with pytest.raises(EvidenceError, match="HTTP 503"):
+        fake_source(fake, retries=2, backoff_s=0.1)._complete({"prompt": "p"})
+    assert len(fake.requests) == 3 and sleeps == [0.1, 0.2]
+
+
+def test_connection_errors_are_retried_then_explained(sleeps):
+    calls = []
+
+    def refuse(request):
+        calls.append(request)
+        raise httpx.ConnectError("connection refused", request=request)
+
+    source = OpenAICompatibleSource("http://127.0.0.1:9/v1", "m", retries=2, backoff_s=0.1,
+                                    transport=httpx.MockTransport(refuse))
+    with pytest.raises(EvidenceError, match="Is the server running?") as error:
+        source._complete({"prompt": "p"})
+    assert "http://127.0.0.1:9/v1/completions" in str(error.value)
+    assert len(calls) == 3 and sleeps == [0.1, 0.2]
+
+
+def test_401_is_not_retried_and_the_key_is_sent_as_bearer_but_never_shown(sleeps):
+    fake = FakeServer([401])
+    source = fake_source(fake, api_key=API_KEY)
+    with pytest.raises(EvidenceError, match="API key was rejected") as error:
+        source._complete({"prompt": "p"})
+    assert len(fake.requests) == 1 and sleeps == []
+    assert fake.requests[0].headers["authorization"] == f"Bearer {API_KEY}"
+    assert API_KEY not in str(error.value)
+
+
+def test_server_without_echo_falls_back_to_first_token_scoring_and_records_it():
+    fake = FakeServer(echo=False, honours_n=True)
+    records = fake_source(fake, n_samples=3).evidence(["t1", "t2"], ["a", "b", "c"])
+    assert [r.meta["z_method"] for r in records] == ["first_token", "first_token"]
+    assert records[0].meta["sampling"] == "n"
+    z = records[0].label_probs
+    # " a" -0.2, " b" -1.9, " c" absent from the top tokens
+    np.testing.assert_allclose(z, np.exp([-0.2, -1.9, -np.inf]) / np.exp([-0.2, -1.9]).sum())
+    assert records[0].answers == (" a", " a", " a") and records[0].vote_shares[0] == 1.0
+
+
+def test_server_without_logprobs_gets_an_error_naming_the_options():
+    fake = FakeServer(echo=False, logprobs=False)
+    with pytest.raises(EvidenceError, match="gives no log-probabilities") as error:
+        fake_source(fake).evidence(["t"], ["a", "b"])
+    assert "--logits_all" in str(error.value) and "vLLM" in str(error.value)
+
+
+def test_exact_scoring_tells_apart_labels_that_share_a_first_token():
+    # The fake's echo gives -0.1 per character: " pos" (4 chars) beats " positive" (9 chars).
+    records = fake_source(FakeServer(), n_samples=0).evidence(["t"], ["pos", "positive"])
+    assert records[0].meta["z_method"] == "exact"
+    np.testing.assert_allclose(records[0].meta["label_logprobs"], [-0.4, -0.9], atol=1e-9)
+    assert records[0].label_probs[0] > records[0].label_probs[1]
+
+
+def test_cache_key_follows_settings_but_never_the_key():
+    base = dict(base_url="http://127.0.0.1:8000/v1", model="m")
+    key = OpenAICompatibleSource(**base, api_key=API_KEY).cache_key
+    assert key == OpenAICompatibleSource(**base, api_key="another-key").cache_key
+    assert key == OpenAICompatibleSource(**base).cache_key
+    assert key != OpenAICompatibleSource(**base, temperature=1.0).cache_key
+    assert key != OpenAICompatibleSource(**base, template=PromptTemplate(completion_suffix="\nLabel:")).cache_key
+    assert key != OpenAICompatibleSource(base_url="http://127.0.0.1:8001/v1", model="m").cache_key
+    assert API_KEY not in key
+
+
+# --------------------------------------------------------- real llama.cpp server
+@pytest.fixture(scope="session")
+def smollm2_server(tmp_path_factory):
+    from mollia_core.evidence.embedded import embedded_gguf_path
+
+    gguf = embedded_gguf_path("smollm2-135m")
+    with llama_server(gguf, api_key=API_KEY, log_dir=tmp_path_factory.mktemp("llama-server")) as server:
+        yield server
+
+
+def real_source(server, **kwargs) -> OpenAICompatibleSource:
+    kwargs.setdefault("api_key", API_KEY)
+    kwargs.setdefault("n_samples", 4)
+    kwargs.setdefault("max_concurrency", 2)
+    return OpenAICompatibleSource(server.base_url, server.model, **kwargs)
+
+
+@pytest.mark.slow
+def test_real_server_evidence_is_valid_and_uses_exact_scoring(smollm2_server, caplog):
+    caplog.set_level(logging.DEBUG)
+    source = real_source(smollm2_server)
+    seen = []
+    records = source.evidence(TEXTS, LABELS, text_ids=["a", "b", "c"], progress=seen.append)
+    assert [r.text_id for r in records] == ["a", "b", "c"]
+    assert [p.done for p in seen] == [1, 2, 3] and seen[-1].total == 3
+    for record in records:
+        assert record.labels == LABELS and record.model == smollm2_server.model
+        assert record.label_probs.shape == (3,) and np.all(record.label_probs > 0)
+        assert record.label_probs.sum() == pytest.approx(1.0)
+        assert record.vote_shares.sum() <= 1.0 + 1e-9
+        assert record.vote_shares.sum() + record.no_label_share == pytest.approx(1.0)
+        assert len(record.answers) == 4 and all(isinstance(a, str) for a in record.answers)
+        assert record.meta["z_method"] == "exact"
+        assert record.meta["sampling"] == "separate requests"  # llama.cpp's server ignores n
+    # The key never leaks: not in logs, repr, cache key, settings or the records.
+    exported = json.dumps([{"meta": r.meta, "answers": r.answers} for r in records])
+    for shown in (caplog.text, repr(source), source.cache_key, json.dumps(source.settings()), exported,
+                  str(vars(source))):
+        assert API_KEY not in shown
+    assert "api_key='***'" in repr(source)
+    # Reproducible: the same seeds give the same samples, and z does not depend on concurrency.
+    again = real_source(smollm2_server, max_concurrency=1).evidence(TEXTS[:1], LABELS)
+    assert again[0].answers == records[0].answers
+    np.testing.assert_allclose(again[0].label_probs, records[0].label_probs, atol=1e-4)
+
+
+@pytest.mark.slow
+def test_real_server_z_matches_llama_cpp_in_process(smollm2_server):
+    from llama_cpp import Llama
+
+    source = real_source(smollm2_server, n_samples=0)
+    records = source.evidence(TEXTS[:2], LABELS)
+    llm = Llama(str(smollm2_server.process.args[4]), n_ctx=1024, n_threads=2, n_threads_batch=2,
+                logits_all=True, verbose=False)
+    try:
+        for text, record in zip(TEXTS[:2], records):
+            prompt = source.prompt(text, LABELS)
+            prompt_tokens = llm.tokenize(prompt.encode("utf-8"))
+            expected = []
+            for label in LABELS:
+                tokens = llm.tokenize((prompt + source.template.answer_lead() + label).encode("utf-8"))
+                assert tokens[: len(prompt_tokens)] == prompt_tokens  # the label starts a new token
+                llm.reset()
+                llm.eval(tokens)
+                logits = np.asarray(llm.scores[: len(tokens)], dtype=np.float64)
+                logprobs = logits - np.logaddexp.reduce(logits, axis=1, keepdims=True)
+                # the logits at position i predict token i + 1
+                expected.append(sum(logprobs[i - 1, tokens[i]] for i in range(len(prompt_tokens), len(tokens))))
+            np.testing.assert_allclose(record.meta["label_logprobs"], expected, atol=0.05)
+            np.testing.assert_allclose(record.label_probs, _renormalise(np.array(expected)), atol=0.01)
+    finally:
+        llm.close()
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(30)
+def test_unreachable_server_fails_fast_with_a_clear_error():
+    port = free_loopback_port()  # nothing listens there
+    source = OpenAICompatibleSource(f"http://127.0.0.1:{port}", "m", backoff_s=0.05)
+    with pytest.raises(EvidenceError) as error:
+        source.evidence(["a text"], LABELS)
+    message = str(error.value)
+    assert f"http://127.0.0.1:{port}/v1/models" in message and "Is the server running?" in message
+    assert "llama_cpp.server" in message
+
+
+@pytest.mark.slow
+def test_unknown_model_name_lists_the_served_models(smollm2_server):
+    source = real_source(smollm2_server)
+    source.model = "llama-3-70b"
+    with pytest.raises(EvidenceError, match=f"does not serve a model named 'llama-3-70b'.*{smollm2_server.model}"):
+        source.evidence(TEXTS[:1], LABELS)
+
+
+@pytest.mark.slow
+def test_wrong_api_key_is_refused_without_showing_it(smollm2_server, caplog):
+    caplog.set_level(logging.DEBUG)
+    wrong = "sk-wrong-key-4411"
+    with pytest.raises(EvidenceError, match="HTTP 401") as error:
+        real_source(smollm2_server, api_key=wrong).evidence(TEXTS[:1], LABELS)
+    assert wrong not in str(error.value) and wrong not in caplog.text
+    with pytest.raises(EvidenceError, match="needs an API key"):
+        real_source(smollm2_server, api_key=None).evidence(TEXTS[:1], LABELS)
+
+
+@pytest.mark.slow
+def test_cancel_between_texts(smollm2_server):
+    cancel = threading.Event()
+    seen = []
+
+    def progress(p):
+        seen.append(p.done)
+        cancel.set()
+
+    with pytest.raises(Cancelled):
+        real_source(smollm2_server, n_samples=1).evidence(TEXTS, LABELS, progress=progress, cancel=cancel)
+    assert seen == [1]

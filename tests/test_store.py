@@ -1,0 +1,198 @@
+"""The project store: round-trips, atomicity, overrides, errors."""
+
+from __future__ import annotations
+
+import sqlite3
+
+import numpy as np
+import pytest
+
+from mollia_core.store import (
+    SCHEMA_VERSION,
+    AnnotationRow,
+    IterationRecord,
+    ProjectStore,
+    StoreError,
+    list_projects,
+)
+
+LABELS = ("neg", "pos", "neutral")
+
+
+@pytest.fixture
+def store(tmp_path):
+    s = ProjectStore(tmp_path / "p.mollia.sqlite")
+    s.set_labels(LABELS)
+    s.add_texts(
+        ["good", "bad", "meh", "great"],
+        text_ids=["a", "b", "c", "d"],
+        gold=[1, 0, None, 1],
+        splits=["pool", "pool", "pool", "test"],
+        columns=[{"stars": 5}, {"stars": 1}, {"stars": 3}, {"stars": 5}],
+    )
+    yield s
+    s.close()
+
+
+def test_dataset_and_settings_round_trip(store, tmp_path):
+    store.update_settings({"name": "demo", "loop": {"batch_size": 7}})
+    with ProjectStore.open(tmp_path / "p.mollia.sqlite") as other:  # a second connection sees the commits
+        assert other.labels == LABELS
+        assert other.texts() == ["good", "bad", "meh", "great"]
+        assert other.text_ids() == ["a", "b", "c", "d"]
+        assert other.gold().tolist() == [1, 0, -1, 1]
+        assert other.splits().tolist() == ["pool", "pool", "pool", "test"]
+        assert other.original_columns()[3] == {"stars": 5}
+        assert other.get_setting("loop") == {"batch_size": 7}
+        assert other.get_setting("missing", 3) == 3
+        assert other.settings()["name"] == "demo"
+
+
+def test_evidence_round_trip_is_exact(tmp_path, trec):
+    panel = trec.evidence.subset(np.arange(40))
+    with ProjectStore(tmp_path / "e.mollia.sqlite") as s:
+        s.set_labels(trec.labels)
+        s.add_texts(list(trec.texts[:40]))
+        s.put_evidence(panel.select_models(["gemma", "llama"]), model_info={"gemma": {"kind": "replay"}})
+        s.put_evidence(panel.select_models(["mistral", "qwen", "yi"]))
+        assert s.evidence_coverage() == {m: 40 for m in panel.models}
+        back = s.evidence()
+    assert back.models == panel.models
+    np.testing.assert_array_equal(back.label_probs, panel.label_probs)
+    np.testing.assert_array_equal(back.vote_shares, panel.vote_shares)
+    np.testing.assert_array_equal(back.no_label_share, panel.no_label_share)
+    assert back.answers == panel.answers
+    assert back.text_ids == tuple(str(i) for i in range(40))
+
+
+def test_evidence_over_other_labels_is_refused(store, trec):
+    with pytest.raises(StoreError, match="evidence is over labels"):
+        store.put_evidence(trec.evidence.subset([0, 1]), text_indices=[0, 1])
+
+
+def test_partial_evidence_raises(tmp_path, trec):
+    with ProjectStore(tmp_path / "e.mollia.sqlite") as s:
+        s.set_labels(trec.labels)
+        s.add_texts(list(trec.texts[:5]))
+        s.put_evidence(trec.evidence.subset([0, 1]).select_models(["yi"]), text_indices=[0, 1])
+        with pytest.raises(StoreError, match="incomplete for yi \\(2/5"):
+            s.evidence()
+
+
+def test_annotations_round_trip(store):
+    store.set_seed_labels({0: 1, 1: 0})
+    row = AnnotationRow(
+        text_index=2, label=2, source="molam", iteration=1, probability=0.8, annotator_label=2,
+        negatives=(0,), proba=(0.1, 0.1, 0.8), d_anno=True, weight=0.5,
+    )
+    store.put_annotations([row])
+    back = store.annotation(2)
+    assert (back.label, back.source, back.iteration, back.probability) == (2, "molam", 1, 0.8)
+    assert back.negatives == (0,) and back.proba == (0.1, 0.1, 0.8) and back.d_anno is True and back.weight == 0.5
+    assert not back.is_human
+    assert store.seed_labels() == {0: 1, 1: 0}
+    assert store.annotation(0).is_human and store.annotation(0).weight == 1.0
+    assert store.labeled_indices().tolist() == [0, 1, 2]
+    assert store.n_labeled == 3
+
+
+def test_override_is_logged_and_becomes_a_human_label(store):
+    store.put_annotations([AnnotationRow(2, 2, "molam", 1, 0.8, 2, (0,), None, True, 0.5)])
+    record = store.add_override(2, 1)
+    assert (record.text_index, record.old_label, record.new_label, record.applied_iteration) == (2, 2, 1, None)
+    row = store.annotation(2)
+    assert (row.label, row.source, row.weight, row.negatives) == (1, "override", 1.0, ())
+    assert row.annotator_label == 2 and row.d_anno is True  # what MoLAM said stays for review
+    # An unlabeled text joins L through an override.
+    store.add_override(3, 0)
+    assert store.annotation(3).source == "override" and store.annotation(3).label == 0
+    assert [o.text_index for o in store.overrides(pending_only=True)] == [2, 3]
+    assert store.mark_overrides_applied(4) == 2
+    assert store.overrides(pending_only=True) == []
+    assert [o.applied_iteration for o in store.overrides()] == [4, 4]
+    assert store.overrides()[0].created_at <= store.overrides()[1].created_at
+
+
+def test_iterations_merge_updates(store):
+    store.put_iteration(IterationRecord(1, "queried", queried=(0, 2), lam=0.4, timings={"query_s": 0.1}))
+    store.update_iteration(1, status="labeled", metrics={"n_flagged": 1}, timings={"label_s": 0.2})
+    record = store.update_iteration(1, status="trained", metrics={"test_accuracy": 0.5})
+    assert record.status == "trained" and record.queried == (0, 2) and record.lam == 0.4
+    assert record.metrics == {"n_flagged": 1, "test_accuracy": 0.5}
+    assert record.timings == {"query_s": 0.1, "label_s": 0.2}
+    assert store.last_iteration().iteration == 1
+    with pytest.raises(StoreError, match="status"):
+        store.put_iteration(IterationRecord(2, "halfway"))
+    with pytest.raises(StoreError, match="does not exist"):
+        store.update_iteration(9, status="trained")
+
+
+def test_transaction_is_atomic(store):
+    with pytest.raises(RuntimeError):
+        with store.transaction():
+            store.set_seed_labels({0: 1})
+            store.put_iteration(IterationRecord(0, "trained"))
+            raise RuntimeError("killed halfway")
+    assert store.seed_labels() == {} and store.iterations() == []
+
+
+def test_arrays_and_blobs_never_pickle(store):
+    store.put_array("loop/prediction/0", np.array([0, 2, 1]))
+    np.testing.assert_array_equal(store.get_array("loop/prediction/0"), [0, 2, 1])
+    store.put_blob("model/molam", b"\x00xgb", {"format": "ubj"})
+    assert store.get_blob("model/molam") == (b"\x00xgb", {"format": "ubj"})
+    with pytest.raises(ValueError):
+        store.put_array("objects", np.array([{"a": 1}], dtype=object))
+    store.delete("loop/prediction/0")
+    assert store.get_array("loop/prediction/0") is None
+
+
+def test_clear_loop_keeps_human_labels(store):
+    store.set_seed_labels({0: 1})
+    store.put_annotations([AnnotationRow(1, 0, "molam", 1), AnnotationRow(2, 2, "molam", 1)])
+    store.add_override(2, 1)
+    store.mark_overrides_applied(1)
+    store.put_iteration(IterationRecord(1, "trained"))
+    store.put_array("loop/prediction/1", np.zeros(4))
+    store.clear_loop()
+    assert store.labeled_indices().tolist() == [0, 2]
+    assert store.iterations() == [] and store.get_array("loop/prediction/1") is None
+    assert store.overrides(pending_only=True)[0].text_index == 2
+
+
+def test_bad_input_errors(store, tmp_path):
+    with pytest.raises(StoreError, match="outside the label set"):
+        store.set_seed_labels({0: 3})
+    with pytest.raises(StoreError, match="text index 9"):
+        store.add_override(9, 0)
+    with pytest.raises(StoreError, match="unique"):
+        store.add_texts(["again"], text_ids=["a"])
+    with pytest.raises(StoreError, match="unknown split"):
+        store.set_splits({0: "train"})
+    with pytest.raises(StoreError, match="gold has 1 entries for 2 texts"):
+        store.add_texts(["x", "y"], gold=[1])
+    store.set_seed_labels({0: 1})
+    with pytest.raises(StoreError, match="new project"):
+        store.set_labels(["x", "y"])
+    with pytest.raises(StoreError, match="no project file"):
+        ProjectStore.open(tmp_path / "missing.mollia.sqlite")
+    junk = tmp_path / "junk.mollia.sqlite"
+    junk.write_bytes(b"not a database" * 100)
+    with pytest.raises(StoreError, match="not a MoLLIA project file"):
+        ProjectStore(junk)
+
+
+def test_newer_schema_is_refused(tmp_path):
+    path = tmp_path / "new.mollia.sqlite"
+    ProjectStore(path).close()
+    with sqlite3.connect(path) as conn:
+        conn.execute("UPDATE meta SET value=? WHERE key='schema_version'", (str(SCHEMA_VERSION + 1),))
+    with pytest.raises(StoreError, match="newer MoLLIA"):
+        ProjectStore(path)
+
+
+def test_list_projects(tmp_path):
+    for name in ("one", "two"):
+        ProjectStore(tmp_path / f"{name}.mollia.sqlite").close()
+    (tmp_path / "notes.txt").write_text("x")
+    assert sorted(p.name for p in list_projects(tmp_path)) == ["one.mollia.sqlite", "two.mollia.sqlite"]
