@@ -24,4 +24,11 @@ navigation = st.navigation(PAGES)
 project_sidebar()
 project = current_project()
 st.sidebar.text(f"Open: {project.name}" if project else "No project open")
+if project is not None and project.has_dataset():
+    summary = project.summary()
+    st.sidebar.text(
+        f"{summary['texts']} texts · {summary['seeds']} seeds\n"
+        f"{summary['evidence_models']} LLMs with evidence · MoLAM {'fitted' if project.is_annotated() else 'not fitted'}\n"
+        f"{max(summary['iterations'] - 1, 0)} iterations · {summary['labeled']} labeled · {summary['overrides']} overrides"
+    )
 navigation.run()

@@ -40,6 +40,11 @@ from mollia_core.plots import plot_learning_curves  # noqa: E402
 
 ANNOTATORS = ("molam", "gold", "best_llm", "vote")
 TEST_SIZE, VALIDATION_SIZE, SPLIT_RANDOM_STATE = 1000, 500, 0
+PROTOCOL = (
+    "TREC paper evidence, split_random_state 0: 1000 test / 500 validation / 3952 pool; per seed s: 50 random "
+    "seed labels from the pool (random_state s), 10 iterations x 50, fast learner; final = test accuracy after "
+    "iteration 10, mean = mean test accuracy over iterations 0-10; mean +- std over seeds"
+)
 
 
 def run_config(strategy: str, annotator: str, seed: int, iterations: int, batch: int, n_seeds: int) -> dict:
@@ -96,20 +101,30 @@ def benchmark(args: argparse.Namespace) -> dict:
                     "label_accuracy_mean": float(np.mean(label_accuracy)),
                     "curves": curves_arr.tolist(), "annotator_sources": sources,
                 }
-            x = [args.n_seeds + args.batch * i for i in range(args.iterations + 1)]
-            plot_learning_curves(
-                {a: (x, table[(strategy, a)]["curves"]) for a in args.annotators},
-                out / f"al_trec_{strategy}.png", title=f"TREC, {strategy} queries, fast learner ({args.seeds} seeds)",
-            )
-    print()
-    print(f"{'strategy':>14} {'annotator':>9} | {'final test acc':>16} | {'mean test acc':>16} | label acc")
-    for (strategy, annotator), row in table.items():
+    # Results accumulate in al_trec.json (a rerun of a strategy / annotator pair replaces it), so the
+    # table can be built over several invocations.
+    path = out / "al_trec.json"
+    merged = json.loads(path.read_text())["results"] if path.exists() else {}
+    merged.update({f"{s}/{a}": v for (s, a), v in table.items()})
+    path.write_text(json.dumps({"protocol": PROTOCOL, "results": merged}, indent=2))
+    x = [args.n_seeds + args.batch * i for i in range(args.iterations + 1)]
+    for strategy in sorted({key.split("/")[0] for key in merged}):
+        curves = {key.split("/")[1]: (x, row["curves"]) for key, row in sorted(merged.items())
+                  if key.startswith(strategy + "/") and len(row["curves"][0]) == len(x)}
+        plot_learning_curves(curves, out / f"al_trec_{strategy}.png",
+                             title=f"TREC, {strategy} queries, fast learner (mean +- std over seeds)")
+    print_table(merged)
+    print(f"\nwrote {path} and {out}/al_trec_<strategy>.png")
+    return merged
+
+
+def print_table(results: dict) -> None:
+    print(f"\n{'strategy':>14} {'annotator':>9} | {'final test acc':>16} | {'mean test acc':>16} | label acc | seeds")
+    for key, row in sorted(results.items()):
+        strategy, annotator = key.split("/")
         print(f"{strategy:>14} {annotator:>9} | {row['final_mean']:.3f} +- {row['final_std']:.3f}   | "
-              f"{row['mean_mean']:.3f} +- {row['mean_std']:.3f}   | {row['label_accuracy_mean']:.3f}")
-    serialisable = {f"{s}/{a}": v for (s, a), v in table.items()}
-    (out / "al_trec.json").write_text(json.dumps({"args": vars(args), "results": serialisable}, indent=2))
-    print(f"\nwrote {out / 'al_trec.json'} and {out}/al_trec_<strategy>.png")
-    return serialisable
+              f"{row['mean_mean']:.3f} +- {row['mean_std']:.3f}   | {row['label_accuracy_mean']:.3f}     | "
+              f"{len(row['curves'])}")
 
 
 def timing(args: argparse.Namespace) -> None:

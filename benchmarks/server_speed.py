@@ -2,10 +2,11 @@
 
 Starts ``python -m llama_cpp.server`` on loopback (2 threads, ``n_threads_batch`` too) with
 the embedded SmolLM2-135M GGUF, and computes full evidence (exact z from echoed
-log-probabilities + T sampled answers) for the same TREC questions at each concurrency.
+log-probabilities, or the first-token fallback, + T sampled answers) for the same TREC
+questions (6 labels, the default prompt) at each concurrency.
 Prints one line per run and, with ``--json``, a JSON object.
 
-    flock /tmp/mollia-timing.lock python benchmarks/server_speed.py --texts 20 --concurrency 1 4
+    flock /tmp/mollia-timing.lock python benchmarks/server_speed.py --texts 6 --concurrency 1 4
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import sys
 import time
 from pathlib import Path
@@ -33,10 +33,10 @@ from mollia_core.paths import paper_evidence_dir  # noqa: E402
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--texts", type=int, default=20, help="TREC questions per run")
+    parser.add_argument("--texts", type=int, default=6, help="TREC questions per run")
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 4])
     parser.add_argument("--samples", type=int, default=10, help="T sampled answers per text")
-    parser.add_argument("--repeats", type=int, default=2, help="runs per concurrency (median reported)")
+    parser.add_argument("--z-methods", nargs="+", default=["exact", "first_token"])
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
 
@@ -44,25 +44,24 @@ def main() -> None:
     texts, labels = list(trec.texts[: args.texts]), list(trec.labels)
     results: dict[str, dict] = {}
     with llama_server(embedded_gguf_path("smollm2-135m"), alias="smollm2") as server:
-        # Warm-up: the first request pays for model paging and the probe requests.
-        OpenAICompatibleSource(server.base_url, server.model, n_samples=1).evidence(texts[:1], labels)
-        for concurrency in args.concurrency:
-            for n_samples, what in ((0, "z only"), (args.samples, f"z + {args.samples} samples")):
-                rates = []
-                for _ in range(args.repeats):
-                    source = OpenAICompatibleSource(server.base_url, server.model, n_samples=n_samples,
-                                                    max_concurrency=concurrency)
-                    start = time.perf_counter()
-                    records = source.evidence(texts, labels)
-                    rates.append(len(texts) / (time.perf_counter() - start))
-                    source.close()
-                assert all(r.meta["z_method"] == "exact" for r in records)
-                key = f"concurrency={concurrency}, {what}"
-                results[key] = {"texts_per_s": statistics.median(rates), "runs": rates,
-                                "requests_per_text": len(labels) + n_samples}
-                print(f"{key:>32}: {statistics.median(rates):6.2f} texts/s "
-                      f"(runs: {', '.join(f'{r:.2f}' for r in rates)}; {len(labels) + n_samples} requests/text)",
-                      flush=True)
+        # Warm-up: the first request pays for paging the model in.
+        OpenAICompatibleSource(server.base_url, server.model, n_samples=1,
+                               z_method="first_token").evidence(texts[:1], labels)
+        for z_method in args.z_methods:
+            for concurrency in args.concurrency:
+                source = OpenAICompatibleSource(server.base_url, server.model, n_samples=args.samples,
+                                                max_concurrency=concurrency, z_method=z_method)
+                start = time.perf_counter()
+                records = source.evidence(texts, labels)
+                seconds = time.perf_counter() - start
+                source.close()
+                assert all(r.meta["z_method"] == z_method for r in records)
+                requests = (len(labels) if z_method == "exact" else 1) + args.samples
+                key = f"z={z_method}, concurrency={concurrency}"
+                results[key] = {"texts_per_s": len(texts) / seconds, "seconds": seconds,
+                                "texts": len(texts), "requests_per_text": requests}
+                print(f"{key:>34}: {len(texts) / seconds:6.3f} texts/s ({len(texts)} texts in {seconds:.1f} s, "
+                      f"{requests} requests/text, T={args.samples})", flush=True)
     if args.json:
         print(json.dumps(results))
 

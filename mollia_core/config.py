@@ -306,33 +306,30 @@ def best_single_llm(evidence: PanelEvidence, indices: np.ndarray, y: np.ndarray)
 
 
 def build_annotator(name: str, store: ProjectStore, random_state: int = 0) -> tuple[Any, str]:
-    """The annotator called ``name`` for a prepared store, and the source name its labels carry."""
-    key = name.lower()
+    """The annotator called ``name`` for a prepared store, and the source name its labels carry.
+
+    ``gold`` is :class:`~mollia_core.loop.GoldOracle`; ``best_llm`` the single LLM best on the seed
+    labels (:func:`best_single_llm`); any other name goes to
+    :func:`mollia_core.annotation.make_annotator` (molam, mol, molam-paper, vote, mean, llm:<name>[:votes]).
+    """
+    from .annotation import AnnotationError, make_annotator
+
+    key = name.strip().lower()
     if key == "gold":
         gold = store.gold()
         return GoldOracle({t: g for t, g in zip(store.text_ids(), gold) if g >= 0}, len(store.labels)), "gold"
-    try:
-        from . import annotation
-    except ImportError as exc:  # pragma: no cover - the annotation module is part of the package
-        raise ConfigError(f"the annotation models are not available ({exc})") from None
     if key == "best_llm":
         evidence = store.evidence(with_answers=False)
         if evidence is None:
             raise ConfigError("annotator best_llm needs LLM evidence in the dataset")
         seeds = store.seed_labels()
         model, use = best_single_llm(evidence, np.array(list(seeds)), np.array(list(seeds.values())))
-        return annotation.SingleLLM(model, use=use), f"llm:{model}:{use}"
-    if key.startswith("llm:"):
-        parts = name.split(":")
-        use = parts[2] if len(parts) > 2 else "probs"
-        return annotation.SingleLLM(parts[1], use=use), f"llm:{parts[1]}:{use}"
+        key = f"llm:{model}:{use}"
     try:
-        made = annotation.make_annotator(key, random_state=random_state)
-    except TypeError:
-        made = annotation.make_annotator(key)
-    except (KeyError, ValueError) as exc:
-        raise ConfigError(f"unknown annotator {name!r} ({exc}); use molam, mol, gold, vote, mean, best_llm or llm:<model>") from None
-    return made, key
+        kwargs = {"random_state": random_state} if key.startswith("mol") else {}
+        return make_annotator(key, **kwargs), key
+    except AnnotationError as exc:
+        raise ConfigError(f"{exc} (or 'gold', 'best_llm')") from None
 
 
 def build_loop(config: RunConfig, store: ProjectStore, **kwargs: Any) -> ActiveLearningLoop:

@@ -92,7 +92,9 @@ def write_labeled(frame: pd.DataFrame, target: str | Path | BinaryIO, fmt: str |
         out["negative_labels"] = [json.dumps(v, ensure_ascii=False) for v in out["negative_labels"]]
         data = out.to_csv(index=False).encode("utf-8")
     elif fmt == "jsonl":
-        data = frame.to_json(orient="records", lines=True, force_ascii=False).encode("utf-8")
+        # json (not pandas' writer, which rounds floats to 10 digits) writes floats that read back exactly.
+        records = frame.astype(object).where(frame.notna(), None).to_dict("records")
+        data = "".join(json.dumps(r, ensure_ascii=False, default=_json_value) + "\n" for r in records).encode("utf-8")
     else:
         buffer = io.BytesIO()
         frame.to_parquet(buffer, index=False)
@@ -111,15 +113,26 @@ def import_labeled(source: str | Path | BinaryIO, fmt: str | None = None) -> pd.
             frame = pd.read_csv(source, dtype={c: "string" for c in ("id", "text", "label", "source")},
                                 keep_default_na=True, encoding="utf-8")
         elif fmt == "jsonl":
-            frame = pd.read_json(source, orient="records", lines=True, dtype=False)
+            text = source.read() if hasattr(source, "read") else Path(source).read_bytes()
+            lines = (text.decode("utf-8") if isinstance(text, bytes) else text).splitlines()
+            frame = pd.DataFrame.from_records([json.loads(line) for line in lines if line.strip()])
         else:
             frame = pd.read_parquet(source)
-    except (ValueError, UnicodeDecodeError, OSError) as exc:
+    except (ValueError, UnicodeDecodeError, OSError) as exc:  # json.JSONDecodeError is a ValueError
         raise ExportError(f"cannot read this {fmt.upper()} file as a MoLLIA export: {exc}") from exc
     # Empty strings in CSV text cells come back as missing; an export never holds missing text.
     if fmt == "csv" and "text" in frame.columns:
         frame["text"] = frame["text"].fillna("")
     return normalize_export_frame(frame)
+
+
+def _json_value(value):
+    """JSON for the numpy / pandas scalars a frame holds."""
+    if hasattr(value, "item"):
+        return value.item()
+    if isinstance(value, (list, tuple)):
+        return list(value)
+    raise TypeError(f"{type(value).__name__} cannot be written to JSONL")
 
 
 def _format_of(target, fmt: str | None) -> str:

@@ -20,7 +20,13 @@ committed lost: :meth:`ActiveLearningLoop.resume`. The AL model itself is not st
 it is re-trained from the stored training set of the last iteration with the same random state.
 
 A human override (:meth:`ActiveLearningLoop.override`) is time-stamped in the store and used from
-the next training on, with weight 1 and no negative labels.
+the next training on, with weight 1 and no negative labels. An annotator whose labels are a
+human's (``human_labels = True``, e.g. :class:`GoldOracle`, the upper reference) is trained on
+the same way; its d_anno flags are still recorded.
+
+The annotator is fitted once, on the human labels present when the loop first runs (they are
+stored, so a resumed run refits it on the same labels). Overrides made later change the training
+set of the AL model, not the annotator.
 """
 
 from __future__ import annotations

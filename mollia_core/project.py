@@ -220,7 +220,7 @@ class Project:
         from .dataset import load_dataset
 
         dataset = load_dataset(frame, text_column, id_column=id_column, label_column=label_column, labels=labels)
-        if self.store.n_texts and (self.store.evidence_models() or self.store.n_labeled or self.store.iterations()):
+        if self.store.n_texts and not self.can_replace_dataset():
             raise ProjectError(
                 "this project already has evidence or labels for its data: create a new project for another table"
             )
@@ -254,6 +254,19 @@ class Project:
                 }
             )
         return dataset
+
+    def can_replace_dataset(self) -> bool:
+        """Whether the data may still be replaced: nothing (evidence, labels, iterations) refers to it."""
+        return not (self.store.evidence_models() or self.store.n_labeled or self.store.iterations())
+
+    def clear_dataset(self) -> None:
+        """Forget the table (to import another one); refused once evidence or labels refer to it."""
+        if not self.can_replace_dataset():
+            raise ProjectError(
+                "this project already has evidence or labels for its data: create a new project for another table"
+            )
+        with self.store.transaction() as conn:
+            conn.execute("DELETE FROM texts")
 
     def has_dataset(self) -> bool:
         return self.store.n_texts > 0
@@ -557,7 +570,10 @@ class Project:
         from . import annotation as ann
 
         molam = _make_molam(settings)
-        molam.fit(evidence, y)
+        try:
+            molam.fit(evidence, y)
+        except ann.AnnotationError as exc:
+            raise ProjectError(str(exc)) from None
         result = molam.annotate(evidence)
         vote = ann.MajorityVote().fit(evidence, y).annotate(evidence)
         mean = ann.MeanProbability().fit(evidence, y).annotate(evidence)
@@ -666,13 +682,17 @@ class Project:
             raise ProjectError("run at least one iteration")
         settings = settings or self.loop_settings()
         self.store.set_setting("dashboard_loop_settings", asdict(settings))
+        from .encoder import EncoderError
+        from .learner import LearnerError
         from .loop import LoopError
+        from .query import QueryError
 
         with self._lock:
             try:
                 loop = self._loop(settings)
                 return loop.run(n, progress=progress, cancel=cancel)
-            except (LoopError, StoreError) as exc:
+            except (LoopError, StoreError, LearnerError, QueryError, EncoderError) as exc:
+                self._loop_cache = None  # a bad setting must not stick to the cached loop
                 raise ProjectError(str(exc)) from None
 
     def pool_size(self) -> int:
@@ -806,7 +826,8 @@ class Project:
 
     # ------------------------------------------------------------------ export
     def export_frame(self, scope: str = "labeled") -> pd.DataFrame:
-        """The export: ``EXPORT_COLUMNS`` then the user's original columns.
+        """The export: ``EXPORT_COLUMNS`` then the user's other original columns (all but the
+        text and id columns, which are ``text`` and ``id``).
 
         scope ``labeled``: the labeled set L (seeds, MoLAM's labels, overrides).
         scope ``all``: every text; those outside L get MoLAM's latest label (source ``molam``,
@@ -835,8 +856,9 @@ class Project:
             )
             frame = pd.concat([frame, extra], ignore_index=True).sort_values("_index", kind="stable")
         original = self.original_frame()
-        text_column = self.dataset_config["text_column"]
-        original = original.drop(columns=[text_column])
+        config = self.dataset_config
+        # The text and id columns are already there, as ``text`` and ``id``.
+        original = original.drop(columns=[c for c in (config["text_column"], config["id_column"]) if c])
         original.columns = [original_column_name(c) for c in original.columns]
         original = original.iloc[frame["_index"].to_numpy()].reset_index(drop=True)
         out = pd.concat([frame[list(EXPORT_COLUMNS)].reset_index(drop=True), original], axis=1)

@@ -52,7 +52,8 @@ refuses to create). Settings: ``get_setting``, ``set_setting``,
 ``update_settings``, ``settings``, ``labels``/``set_labels``. Dataset:
 ``add_texts``, ``n_texts``, ``texts``, ``text_ids``, ``gold``, ``splits``,
 ``set_splits``, ``original_columns``. Evidence: ``put_evidence``,
-``evidence``, ``evidence_models``, ``evidence_coverage``. Labels:
+``evidence``, ``evidence_models``, ``evidence_coverage``, ``evidence_indices``,
+``delete_evidence_model``. Labels:
 ``set_seed_labels``, ``seed_labels``, ``put_annotations``, ``annotations``,
 ``annotation``, ``labeled_indices``. Loop: ``put_iteration``,
 ``update_iteration``, ``iterations``, ``iteration``, ``last_iteration``,
@@ -493,6 +494,10 @@ class ProjectStore:
         """How many texts each panel model has evidence for."""
         counts = dict(self._query("SELECT model, COUNT(*) FROM evidence GROUP BY model"))
         return {m: counts.get(m, 0) for m in self.evidence_models()}
+
+    def evidence_indices(self, model: str) -> np.ndarray:
+        """Indices of the texts that ``model`` already has evidence for (to resume a panel run)."""
+        return np.array([i for (i,) in self._query("SELECT idx FROM evidence WHERE model=? ORDER BY idx", (model,))], dtype=int)
 
     def delete_evidence_model(self, model: str) -> None:
         with self.transaction() as conn:

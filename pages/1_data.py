@@ -6,7 +6,7 @@ import streamlit as st
 
 from mollia_core.dataset import DatasetError, read_table
 from mollia_core.project import DEFAULT_SEED_COUNT, ProjectError
-from pages.common import require_project, show_error
+from pages.common import md, require_project, show_error
 
 NONE = "(none)"
 
@@ -43,7 +43,7 @@ def choose_table():
             show_error(exc)
             return None, ""
     try:
-        from mollia_core.examples import EXAMPLES
+        from mollia_core.examples import EXAMPLES, ExampleUnavailable
     except ImportError:
         st.warning("Example datasets are not available in this installation.")
         return None, ""
@@ -54,7 +54,7 @@ def choose_table():
                         help="A random sample keeps evidence runs short on a CPU.")
     try:
         return _example(name, int(n)), f"example:{name}"
-    except Exception as exc:  # an example package missing is the user's install, not a crash
+    except ExampleUnavailable as exc:  # its data package is not installed: the message says how
         show_error(exc)
         return None, ""
 
@@ -100,7 +100,7 @@ def import_form(frame, source_name: str) -> None:
         except (DatasetError, ProjectError) as exc:
             show_error(exc)
         else:
-            st.success(f"{len(dataset.texts)} texts imported with labels {', '.join(dataset.labels)}.")
+            st.success(f"{len(dataset.texts)} texts imported with labels {md(', '.join(dataset.labels))}.")
             st.rerun()
 
 
@@ -122,7 +122,7 @@ def seed_section() -> None:
         c1, c2 = st.columns([1, 3])
         n = c1.number_input("Seeds to take", min_value=1, max_value=10000, value=DEFAULT_SEED_COUNT, key="n_seeds")
         c2.write("")
-        if c2.button(f"Take {int(n)} seeds from column '{config['label_column']}'", icon=":material/download_done:"):
+        if c2.button(f"Take {int(n)} seeds from column '{md(config['label_column'])}'", icon=":material/download_done:"):
             try:
                 taken = project.take_seeds_from_column(int(n))
             except ProjectError as exc:
@@ -150,7 +150,7 @@ def labeling_form(labels, seeds) -> None:
     columns = st.columns(min(len(labels), 6) + 1)
     for k, label in enumerate(labels):
         shortcut = shortcuts[k] if k < len(shortcuts) else None
-        button_label = f"{k + 1} · {label}" if shortcut else label
+        button_label = f"{k + 1} · {md(label)}" if shortcut else md(label)
         if columns[k % (len(columns) - 1)].button(button_label, key=f"seed_{text_id}_{k}", shortcut=shortcut,
                                                     width="stretch"):
             project.label_seed(text_id, label)
@@ -168,10 +168,13 @@ if project.has_dataset():
     config = project.dataset_config
     summary = project.summary()
     st.write(
-        f"**{summary['texts']}** texts from `{config['source_name'] or 'a table'}` · text column "
-        f"`{config['text_column']}` · labels: {', '.join(project.labels)}"
+        f"**{summary['texts']}** texts from {md(config['source_name'] or 'a table')} · text column "
+        f"{md(config['text_column'])} · labels: {md(', '.join(project.labels))}"
     )
     st.dataframe(project.original_frame().head(10), hide_index=True)
+    if project.can_replace_dataset() and st.button("Use another table or other columns", icon=":material/undo:"):
+        project.clear_dataset()
+        st.rerun()
     seed_section()
 else:
     frame, source_name = choose_table()

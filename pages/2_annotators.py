@@ -11,7 +11,7 @@ import streamlit as st
 
 from mollia_core.evidence import Cancelled, EvidenceError
 from mollia_core.project import AnnotatorSpec, ProjectError, make_source
-from pages.common import progress_text, require_data, require_project, show_error
+from pages.common import md, progress_text, require_data, require_project, show_error
 
 st.title("Annotators")
 project = require_project()
@@ -51,7 +51,7 @@ with st.form("panel_form"):
     chosen = []
     first_time = not panel
     for name, model in embedded.items():
-        label = f"{getattr(model, 'title', name)} · {name}"
+        label = md(f"{getattr(model, 'title', name)} · {name}")
         if st.checkbox(label, value=first_time or name in in_panel, key=f"emb_{name}"):
             chosen.append(AnnotatorSpec(kind="embedded", model=name))
     if not embedded:
@@ -75,7 +75,7 @@ with st.form("panel_form"):
     if replays:
         st.markdown("**Replayed evidence** (imported from a file)")
         for spec in replays:
-            if st.checkbox(spec.display_name, value=True, key=f"replay_{spec.model}"):
+            if st.checkbox(md(spec.display_name), value=True, key=f"replay_{spec.model}"):
                 chosen.append(spec)
     if st.form_submit_button("Save panel", type="primary", icon=":material/save:"):
         if hf_id.strip():
@@ -105,7 +105,7 @@ with st.expander("Replay an evidence file (no LLM needed)"):
             except (ProjectError, EvidenceError, ValueError) as exc:
                 show_error(exc)
             else:
-                st.success("Imported " + ", ".join(f"{n} records of {m}" for m, n in added.items()))
+                st.success("Imported " + ", ".join(f"{n} records of {md(m)}" for m, n in added.items()))
                 st.rerun()
 
 # ---------------------------------------------------------------- prompt

@@ -10,17 +10,18 @@ from mollia_core.project import AnnotatorSettings, ProjectError
 from pages.common import require_data, require_project, show_error
 
 st.title("MoLAM")
-st.caption("The mixture-of-LLMs annotation model: XGBoost on every LLM's evidence, trained on the seeds and "
-           "self-trained on confident texts; it gives a label, its probability and the negative labels.")
+st.caption("The mixture-of-LLMs annotation model: a meta-learner over every LLM's evidence, trained on the seeds "
+           "and self-trained on confident texts; it gives a label, its probability and the negative labels.")
 project = require_project()
 require_data(project)
 
 settings = project.annotator_settings()
 with st.form("molam_form"):
     c1, c2, c3, c4 = st.columns(4)
-    method = c1.selectbox("Model", ["molam", "mol"], index=["molam", "mol"].index(settings.method)
-                          if settings.method in ("molam", "mol") else 0,
-                          format_func={"molam": "MoLAM (self-training)", "mol": "MoL (seeds only)"}.get)
+    methods = {"molam": "MoLAM (self-training)", "mol": "MoL (seeds only)",
+               "molam-paper": "MoLAM, paper's recipe (XGBoost)", "mol-paper": "MoL, paper's recipe (XGBoost)"}
+    method = c1.selectbox("Model", list(methods), index=list(methods).index(settings.method)
+                          if settings.method in methods else 0, format_func=methods.get)
     sigma = c2.number_input("Self-training threshold σ", 0.5, 0.999, settings.sigma, 0.01, format="%.3f")
     delta = c3.number_input("Negative-label threshold δ", 0.0, 0.5, settings.delta, 0.001, format="%.4f")
     seed = c4.number_input("Random state", 0, 10_000, settings.random_state)

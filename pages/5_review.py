@@ -8,7 +8,7 @@ import streamlit as st
 from plotly.subplots import make_subplots
 
 from mollia_core.project import ProjectError
-from pages.common import require_data, require_project, show_error
+from pages.common import md, require_data, require_project, show_error
 
 st.title("Review")
 project = require_project()
@@ -53,7 +53,7 @@ if picked is None:
 text_id = picked
 info = project.text_evidence(text_id)
 
-st.subheader(f"Text {text_id}")
+st.subheader(f"Text {md(text_id)}")
 with st.container(border=True):
     st.text(info.text)
 c1, c2, c3, c4 = st.columns(4)
@@ -73,7 +73,7 @@ st.write("**Set the label** (one click or press its number):")
 columns = st.columns(min(len(info.labels), 6))
 for k, label in enumerate(info.labels):
     if columns[k % len(columns)].button(
-        f"{k + 1} · {label}" if k < 9 else label, key=f"override_{text_id}_{k}",
+        f"{k + 1} · {md(label)}" if k < 9 else md(label), key=f"override_{text_id}_{k}",
         shortcut=str(k + 1) if k < 9 else None, type="primary" if label == info.label else "secondary",
         width="stretch",
     ):
@@ -82,7 +82,7 @@ for k, label in enumerate(info.labels):
         except ProjectError as exc:
             show_error(exc)
         else:
-            st.toast(f"Text {text_id} is now human-labeled '{label}'; used from the next training on.")
+            st.toast(f"Text {md(text_id)} is now human-labeled '{md(label)}'; used from the next training on.")
             st.rerun()
 if info.overrides:
     st.caption("Overrides of this text")

@@ -80,3 +80,12 @@ def project_sidebar() -> None:
 def progress_text(done: int, total: int, rate: float, eta_s: float | None) -> str:
     eta = "—" if eta_s is None else (f"{eta_s:.0f} s" if eta_s < 120 else f"{eta_s / 60:.1f} min")
     return f"{done} / {total} texts · {rate:.2f} texts/s · ETA {eta}"
+
+
+_MARKDOWN_SPECIAL = set("\\`*_{}[]()<>#+-.!|~:$")
+
+
+def md(value: object) -> str:
+    """User data made inert for Streamlit's Markdown (labels, column names, file names):
+    every character Markdown (or Streamlit's :color[] / :icon: syntax) could act on is escaped."""
+    return "".join("\\" + ch if ch in _MARKDOWN_SPECIAL else ch for ch in str(value))

@@ -201,3 +201,32 @@ def test_export_page_offers_three_formats(projects, trec):
     assert_no_exception(at)
     assert len(at.get("download_button")) == 3
     assert any("50" in m.value for m in at.markdown)
+
+
+def test_data_page_opens_an_example_dataset(projects):
+    Project.create("example")
+    at = app("example")
+    at.radio(key="data_origin").set_value("Example dataset").run()
+    at.selectbox(key="example_name").select("bbc-news").run()
+    at.number_input(key="example_rows").set_value(100).run()
+    assert_no_exception(at)
+    assert at.selectbox(key="text_column").value == "text"
+    at.selectbox(key="text_column").select("title")
+    at.button[0].click().run()
+    assert_no_exception(at)
+    project = Project.open("example")
+    assert project.summary()["texts"] == 100
+    assert project.labels == ("business", "entertainment", "politics", "sports", "tech")
+
+
+def test_data_page_can_start_over_until_labels_exist(projects, trec):
+    project = Project.create("redo")
+    project.set_dataset(trec_frame(trec, 30), "question")
+    at = app("redo")
+    next(b for b in at.button if b.label.startswith("Use another table")).click().run()
+    assert_no_exception(at)
+    assert not project.has_dataset()
+    project.set_dataset(trec_frame(trec, 30), "question", label_column="category")
+    project.take_seeds_from_column(10)
+    at = app("redo")
+    assert not any(b.label.startswith("Use another table") for b in at.button)

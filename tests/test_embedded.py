@@ -164,7 +164,7 @@ def test_embedded_source_gives_valid_evidence(prepared_home, monkeypatch):
         "Shares in Tesco fall after profit warning",
         "Prime minister calls snap general election",
     ]
-    source = EmbeddedSource(SMALLEST, n_samples=4, max_new_tokens=4)
+    source = EmbeddedSource(SMALLEST, n_samples=4, max_new_tokens=4, n_threads=1)
     assert EMBEDDED_MODELS[SMALLEST].sha256 in source.cache_key
     try:
         records = source.evidence(texts, labels, text_ids=["a", "b", "c"])

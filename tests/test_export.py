@@ -45,7 +45,7 @@ def test_round_trip_keeps_every_value(tmp_path, fmt):
     path = tmp_path / f"labeled.{fmt}"
     write_labeled(frame, path)
     back = import_labeled(path)
-    pd.testing.assert_frame_equal(back, frame)
+    pd.testing.assert_frame_equal(back, frame, check_exact=True)
     assert back.loc[1, "negative_labels"] == ["abbreviation", "numeric"]
     assert back.loc[1, "text"] == "naïve café ☕ — 東京"
 
@@ -54,7 +54,7 @@ def test_round_trip_keeps_every_value(tmp_path, fmt):
 def test_bytes_round_trip(fmt):
     frame = _export_frame()
     buffer = io.BytesIO(to_bytes(frame, fmt))
-    pd.testing.assert_frame_equal(import_labeled(buffer, fmt), frame)
+    pd.testing.assert_frame_equal(import_labeled(buffer, fmt), frame, check_exact=True)
 
 
 def test_export_columns_come_first_and_collisions_are_renamed():

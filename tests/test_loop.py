@@ -242,7 +242,7 @@ def test_kill_9_mid_iteration_then_resume_loses_nothing(tmp_path):
     config.write_text(json.dumps({
         "dataset": {"paper_evidence": "trec", "limit": 400, "test_size": 60},
         "seeds": {"n": n_seeds, "random_state": 3},
-        "annotator": "gold",
+        "annotator": "molam",
         "loop": {"strategy": "random", "batch_size": batch, "n_iterations": iterations, "random_state": 3},
         "output_dir": "out",
     }))

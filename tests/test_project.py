@@ -106,3 +106,50 @@ def test_evidence_import_and_seed_accuracy(projects, trec):
     seeded = y >= 0
     expected = (evidence.label_probs[seeded].argmax(-1)[:, 0] == y[seeded]).mean()
     assert accuracy["replay:gemma"] == pytest.approx(expected)
+
+
+@pytest.mark.slow
+def test_fit_iterate_override_export_and_resume(projects, trec, tmp_path):
+    from mollia_core.project import AnnotatorSettings, LoopSettings
+
+    project = _with_evidence(trec)
+    with pytest.raises(ProjectError, match="no seed labels"):
+        project.fit_annotator()
+    project.take_seeds_from_column(50)
+    report = project.fit_annotator(AnnotatorSettings(random_state=1))
+    assert report.n_seeds == 50
+    assert set(report.cv_accuracy) >= {"MoLAM", "majority vote", "mean probability", "replay:qwen"}
+    annotation = project.annotation_frame()
+    assert len(annotation) == 300 and annotation["probability"].between(0, 1).all()
+    assert report.n_with_negatives == sum(bool(n) for n in annotation["negatives"])
+
+    settings = LoopSettings(batch_size=10, random_state=1)
+    project.run_iterations(1, settings)
+    curve = project.learning_curve()
+    assert list(curve["iteration"]) == [0, 1]
+    assert curve["validation_accuracy"].between(0, 1).all()  # 60 gold rows held out
+    labeled = project.labeled_texts()
+    assert (labeled["source"] == "seed").sum() == 50 and (labeled["source"] == "molam").sum() == 10
+    first = labeled[labeled["source"] == "molam"].iloc[0]
+    assert project.labeled_texts(iterations=[1], sources=["molam"])["id"].tolist() == \
+        labeled[labeled["source"] == "molam"]["id"].tolist()
+    new_label = next(label for label in project.labels if label != first["label"])
+    project.override(first["id"], new_label)
+
+    # A new process (another Project object on the same file) resumes where the first one stopped.
+    reopened = Project.open("trec small")
+    assert reopened.text_evidence(first["id"]).source == "override"
+    reopened.run_iterations(1, settings)
+    assert list(reopened.learning_curve()["iteration"]) == [0, 1, 2]
+    override = reopened.text_evidence(first["id"]).overrides[0]
+    assert override["to"] == new_label and override["used_from_iteration"] == 2
+
+    frame = reopened.export_frame()
+    assert frame["source"].value_counts().to_dict() == {"seed": 50, "molam": 19, "override": 1}
+    assert frame.set_index("id").loc[first["id"], "label"] == new_label
+    assert list(frame.columns) == ["id", "text", "label", "source", "molam_probability", "negative_labels", "flag",
+                                   "iteration", "category", "note"]
+    for fmt in ("csv", "jsonl", "parquet"):
+        path = tmp_path / f"out.{fmt}"
+        write_labeled(frame, path)
+        pd.testing.assert_frame_equal(import_labeled(path), frame, check_exact=True)

@@ -205,6 +205,12 @@ def test_cache_key_follows_settings_but_never_the_key():
 
 
 # --------------------------------------------------------- real llama.cpp server
+# llama-cpp-python's server sorts the whole vocabulary in Python for every echoed token
+# (~0.05-0.2 s each here), so the slow tests keep prompts short and share one evidence run.
+SHORT_TEMPLATE = PromptTemplate(template="Categories: {labels}.\nText: {text}")
+REAL_LABELS = ("sports", "business")
+
+
 @pytest.fixture(scope="session")
 def smollm2_server(tmp_path_factory):
     from mollia_core.evidence.embedded import embedded_gguf_path
@@ -216,54 +222,79 @@ def smollm2_server(tmp_path_factory):
 
 def real_source(server, **kwargs) -> OpenAICompatibleSource:
     kwargs.setdefault("api_key", API_KEY)
+    kwargs.setdefault("template", SHORT_TEMPLATE)
     kwargs.setdefault("n_samples", 4)
     kwargs.setdefault("max_concurrency", 2)
     return OpenAICompatibleSource(server.base_url, server.model, **kwargs)
 
 
+@pytest.fixture(scope="session")
+def real_run(smollm2_server):
+    """One evidence run for the 3 texts, with every log record (DEBUG and up) captured."""
+    captured: list[str] = []
+
+    class Capture(logging.Handler):
+        def emit(self, record):
+            captured.append(self.format(record))
+
+    handler, root = Capture(level=logging.DEBUG), logging.getLogger()
+    old_level = root.level
+    root.addHandler(handler)
+    root.setLevel(logging.DEBUG)
+    try:
+        source = real_source(smollm2_server)
+        seen = []
+        records = source.evidence(TEXTS, REAL_LABELS, text_ids=["a", "b", "c"], progress=seen.append)
+    finally:
+        root.removeHandler(handler)
+        root.setLevel(old_level)
+    return source, records, seen, "\n".join(captured)
+
+
 @pytest.mark.slow
-def test_real_server_evidence_is_valid_and_uses_exact_scoring(smollm2_server, caplog):
-    caplog.set_level(logging.DEBUG)
-    source = real_source(smollm2_server)
-    seen = []
-    records = source.evidence(TEXTS, LABELS, text_ids=["a", "b", "c"], progress=seen.append)
+def test_real_server_evidence_is_valid_and_uses_exact_scoring(real_run, smollm2_server):
+    source, records, seen, _ = real_run
     assert [r.text_id for r in records] == ["a", "b", "c"]
     assert [p.done for p in seen] == [1, 2, 3] and seen[-1].total == 3
     for record in records:
-        assert record.labels == LABELS and record.model == smollm2_server.model
-        assert record.label_probs.shape == (3,) and np.all(record.label_probs > 0)
+        assert record.labels == REAL_LABELS and record.model == smollm2_server.model
+        assert record.label_probs.shape == (2,) and np.all(record.label_probs > 0)
         assert record.label_probs.sum() == pytest.approx(1.0)
         assert record.vote_shares.sum() <= 1.0 + 1e-9
         assert record.vote_shares.sum() + record.no_label_share == pytest.approx(1.0)
         assert len(record.answers) == 4 and all(isinstance(a, str) for a in record.answers)
         assert record.meta["z_method"] == "exact"
         assert record.meta["sampling"] == "separate requests"  # llama.cpp's server ignores n
-    # The key never leaks: not in logs, repr, cache key, settings or the records.
-    exported = json.dumps([{"meta": r.meta, "answers": r.answers} for r in records])
-    for shown in (caplog.text, repr(source), source.cache_key, json.dumps(source.settings()), exported,
-                  str(vars(source))):
-        assert API_KEY not in shown
-    assert "api_key='***'" in repr(source)
     # Reproducible: the same seeds give the same samples, and z does not depend on concurrency.
-    again = real_source(smollm2_server, max_concurrency=1).evidence(TEXTS[:1], LABELS)
+    again = real_source(smollm2_server, max_concurrency=1).evidence(TEXTS[:1], REAL_LABELS)
     assert again[0].answers == records[0].answers
     np.testing.assert_allclose(again[0].label_probs, records[0].label_probs, atol=1e-4)
 
 
 @pytest.mark.slow
-def test_real_server_z_matches_llama_cpp_in_process(smollm2_server):
+def test_real_server_never_shows_the_api_key(real_run):
+    source, records, _, logs = real_run
+    assert "HTTP Request: POST" in logs  # httpx's request log was captured
+    exported = json.dumps([{"meta": r.meta, "answers": r.answers} for r in records])
+    for shown in (logs, repr(source), source.cache_key, json.dumps(source.settings()), exported,
+                  str(vars(source))):
+        assert API_KEY not in shown
+    assert "api_key='***'" in repr(source) and source.settings()["api_key_set"] is True
+
+
+@pytest.mark.slow
+def test_real_server_z_matches_llama_cpp_in_process(real_run, smollm2_server):
     from llama_cpp import Llama
 
-    source = real_source(smollm2_server, n_samples=0)
-    records = source.evidence(TEXTS[:2], LABELS)
+    source, records, _, _ = real_run
     llm = Llama(str(smollm2_server.process.args[4]), n_ctx=1024, n_threads=2, n_threads_batch=2,
                 logits_all=True, verbose=False)
     try:
-        for text, record in zip(TEXTS[:2], records):
-            prompt = source.prompt(text, LABELS)
+        for text, record in zip(TEXTS, records):
+            prompt = source.prompt(text, REAL_LABELS)
             prompt_tokens = llm.tokenize(prompt.encode("utf-8"))
             expected = []
-            for label in LABELS:
+            for label in REAL_LABELS:
                 tokens = llm.tokenize((prompt + source.template.answer_lead() + label).encode("utf-8"))
                 assert tokens[: len(prompt_tokens)] == prompt_tokens  # the label starts a new token
                 llm.reset()
@@ -276,6 +307,23 @@ def test_real_server_z_matches_llama_cpp_in_process(smollm2_server):
             np.testing.assert_allclose(record.label_probs, _renormalise(np.array(expected)), atol=0.01)
     finally:
         llm.close()
+
+
+@pytest.mark.slow
+def test_real_server_first_token_method_and_cancel_between_texts(smollm2_server):
+    cancel = threading.Event()
+    seen = []
+
+    def progress(p):
+        seen.append(p.done)
+        cancel.set()
+
+    source = real_source(smollm2_server, n_samples=1, z_method="first_token")
+    with pytest.raises(Cancelled):
+        source.evidence(TEXTS, REAL_LABELS, progress=progress, cancel=cancel)
+    assert seen == [1]
+    record = source.evidence(TEXTS[:1], REAL_LABELS)[0]
+    assert record.meta["z_method"] == "first_token" and record.label_probs.sum() == pytest.approx(1.0)
 
 
 @pytest.mark.slow
@@ -295,29 +343,15 @@ def test_unknown_model_name_lists_the_served_models(smollm2_server):
     source = real_source(smollm2_server)
     source.model = "llama-3-70b"
     with pytest.raises(EvidenceError, match=f"does not serve a model named 'llama-3-70b'.*{smollm2_server.model}"):
-        source.evidence(TEXTS[:1], LABELS)
+        source.evidence(TEXTS[:1], REAL_LABELS)
 
 
 @pytest.mark.slow
-def test_wrong_api_key_is_refused_without_showing_it(smollm2_server, caplog):
+def test_wrong_or_missing_api_key_is_refused_without_showing_it(smollm2_server, caplog):
     caplog.set_level(logging.DEBUG)
     wrong = "sk-wrong-key-4411"
     with pytest.raises(EvidenceError, match="HTTP 401") as error:
-        real_source(smollm2_server, api_key=wrong).evidence(TEXTS[:1], LABELS)
+        real_source(smollm2_server, api_key=wrong).evidence(TEXTS[:1], REAL_LABELS)
     assert wrong not in str(error.value) and wrong not in caplog.text
     with pytest.raises(EvidenceError, match="needs an API key"):
-        real_source(smollm2_server, api_key=None).evidence(TEXTS[:1], LABELS)
-
-
-@pytest.mark.slow
-def test_cancel_between_texts(smollm2_server):
-    cancel = threading.Event()
-    seen = []
-
-    def progress(p):
-        seen.append(p.done)
-        cancel.set()
-
-    with pytest.raises(Cancelled):
-        real_source(smollm2_server, n_samples=1).evidence(TEXTS, LABELS, progress=progress, cancel=cancel)
-    assert seen == [1]
+        real_source(smollm2_server, api_key=None).evidence(TEXTS[:1], REAL_LABELS)

@@ -348,22 +348,25 @@ class EmbeddedSource(EvidenceSource):
 
     Nothing is loaded at construction; the first ``evidence`` call prepares the model (once per
     machine) and loads it. ``kwargs`` are the decoding settings of ``HuggingFaceSource``
-    (template, n_samples, temperature, top_p, max_new_tokens, vote_mode, random_state).
+    (template, n_samples, temperature, top_p, max_new_tokens, vote_mode, random_state);
+    ``n_threads`` sets torch's CPU threads (on a busy 2-core machine 1 is much faster than 2).
     The cache key holds the verified sha256 of the model file, so evidence cached for one
-    file is never reused for another. A model over 1B parameters is loaded only under the
-    machine-wide big-model lock and released at the end of each ``evidence`` call.
+    file is never reused for another. A model over 1B parameters is held only under the
+    machine-wide big-model lock, taken when it loads and released by ``close()``.
     """
 
-    def __init__(self, name: str, **kwargs: Any) -> None:
+    def __init__(self, name: str, *, n_threads: int | None = None, **kwargs: Any) -> None:
         self.model = embedded_model(name)
         self.name = kwargs.pop("name", None) or self.model.name
-        for fixed in ("model", "gguf_file", "quantization"):
+        for fixed in ("model", "gguf_file", "quantization", "chat", "fingerprint"):
             if fixed in kwargs:
                 raise EvidenceError(f"EmbeddedSource sets {fixed!r} itself; use HuggingFaceSource for other models")
         self.template: PromptTemplate = kwargs.pop("template", None) or PromptTemplate()
         self.random_state: int = kwargs.pop("random_state", 0)
+        self.n_threads = n_threads
         self.settings = DecodingSettings(**kwargs)  # validates the decoding settings now, not at first use
         self._inner: EvidenceSource | None = None
+        self._lock: contextlib.ExitStack | None = None
 
     @property
     def cache_key(self) -> str:
@@ -385,12 +388,19 @@ class EmbeddedSource(EvidenceSource):
             from .hf import HuggingFaceSource
 
             folder = prepare_embedded_model(self.model.name)
+            lock = contextlib.ExitStack()
+            lock.enter_context(big_model_lock(self.model))  # held until close() for a >1B model
+            self._lock = lock
             self._inner = HuggingFaceSource(
                 str(folder),
                 template=self.template,
+                quantization="bf16",
+                device="cpu",
                 random_state=self.random_state,
-                quantization="none",
                 name=self.name,
+                chat=self.model.chat,
+                fingerprint=self.model.sha256,
+                n_threads=self.n_threads,
                 **self.settings.as_key(),
             )
         return self._inner
@@ -404,18 +414,16 @@ class EmbeddedSource(EvidenceSource):
         progress: ProgressCallback | None = None,
         cancel: threading.Event | None = None,
     ) -> list[EvidenceRecord]:
-        with big_model_lock(self.model):
-            try:
-                records = self._load().evidence(texts, labels, text_ids=text_ids, progress=progress, cancel=cancel)
-            finally:
-                if self.model.over_1b_params:
-                    self.close()
-        return records
+        return self._load().evidence(texts, labels, text_ids=text_ids, progress=progress, cancel=cancel)
 
     def close(self) -> None:
+        """Free the model (and the big-model lock, for a model over 1B parameters)."""
         if self._inner is not None:
             self._inner.close()
             self._inner = None
+        if self._lock is not None:
+            self._lock.close()
+            self._lock = None
 
 
 def embedded_panel(names: Sequence[str] | None = None, **kwargs: Any) -> list[EmbeddedSource]:

@@ -24,8 +24,8 @@ from typing import Any, Sequence
 
 from .prompt import PromptTemplate, check_labels
 from .record import EvidenceRecord
-from .scoring import DecodingSettings, EvidenceEngine
-from .source import EvidenceError, EvidenceSource, Progress, ProgressCallback
+from .scoring import DecodingSettings, EvidenceEngine, TextEvidence
+from .source import Cancelled, EvidenceError, EvidenceSource, Progress, ProgressCallback
 
 QUANTIZATIONS = ("auto", "4bit", "bf16", "fp32", "none")
 _WEIGHT_SUFFIXES = (".safetensors", ".bin", ".gguf", ".pt")
@@ -240,7 +240,8 @@ class HuggingFaceSource(EvidenceSource):
         cancel: threading.Event | None = None,
     ) -> list[EvidenceRecord]:
         """One record per text: z (Eq. 1), c (Eq. 2, sampled or expected), the raw answers, and
-        in ``meta`` the mass on labels and both kinds of vote shares."""
+        in ``meta`` the mass on labels and both kinds of vote shares. On cancel, ``Cancelled``
+        carries the finished texts' records in ``partial``."""
         labels = check_labels(labels)
         if text_ids is not None and len(text_ids) != len(texts):
             raise EvidenceError(f"{len(text_ids)} text ids for {len(texts)} texts: give one id per text")
@@ -252,7 +253,14 @@ class HuggingFaceSource(EvidenceSource):
             if progress is not None:
                 progress(Progress(done=done, total=len(texts), elapsed_s=time.monotonic() - start))
 
-        results = engine.score_texts(texts, labels, self.random_state, on_text_done=report, cancel=cancel)
+        try:
+            results = engine.score_texts(texts, labels, self.random_state, on_text_done=report, cancel=cancel)
+        except Cancelled as stop:
+            stop.partial = self._records(ids, labels, stop.partial)
+            raise
+        return self._records(ids, labels, results)
+
+    def _records(self, ids: Sequence[str], labels: tuple[str, ...], results: Sequence[TextEvidence]) -> list[EvidenceRecord]:
         return [
             EvidenceRecord(
                 text_id=text_id,

@@ -10,7 +10,8 @@ the same. Per text and label set (DESIGN §1, Eq. 1-2):
   a server's prefix cache (llama.cpp's KV-cache reuse, vLLM's prefix caching) evaluates
   it once. Labels sharing a first token are still told apart. z is renormalised over
   the labels (Eq. 1).
-* z, fallback (servers that cannot echo the prompt's log-probabilities): the top
+* z, fallback (servers that cannot echo the prompt's log-probabilities, or echo them
+  wrongly: checked once, see ``_resolve_z_method``): the top
   next-token log-probabilities after the prompt, each label scored by the longest top
   token its text starts with; labels sharing that token share its mass. The method used
   is recorded in every record's ``meta["z_method"]`` ("exact" or "first_token").
@@ -223,6 +224,7 @@ class OpenAICompatibleSource(EvidenceSource):
         self._client_lock = threading.Lock()
         self._served_models: tuple[str, ...] | None = None
         self._resolved_z_method: str | None = None if z_method == "auto" else z_method
+        self._z_fallback: str | None = None  # why "auto" fell back to first-token scoring
         self._honours_n: bool | None = None
 
     # ----------------------------------------------------------------- identity
@@ -395,28 +397,67 @@ class OpenAICompatibleSource(EvidenceSource):
         return _first_token_scores(top, continuations)
 
     def _resolve_z_method(self, prompt: str, labels: Sequence[str]) -> str:
-        """Probe once which z method the server supports (``z_method="auto"``)."""
+        """Probe once which z method the server supports (``z_method="auto"``).
+
+        Exact scoring needs the echoed prompt's log-probabilities *and* needs them right:
+        llama-cpp-python's server (0.3.x) pairs each echoed token with the distribution one
+        position late when the model adds no BOS token (SmolLM2, Qwen2.5), which would give
+        meaningless z. So the echo is checked against the next-token log-probabilities of the
+        same prompt (which every server computes the same way) before it is trusted.
+        """
         if self._resolved_z_method is None:
             try:
-                self._label_logprob(prompt, labels[0])
-                self._resolved_z_method = "exact"
+                top = _first_top_logprobs(self._complete(
+                    {"prompt": prompt, "max_tokens": 1, "temperature": 0.0, "logprobs": _TOP_LOGPROBS}))
             except (_NoLogprobs, _ServerError) as error:
                 if isinstance(error, _ServerError) and error.status in (401, 403):
                     raise
-                logger.info("%s cannot echo prompt log-probabilities (%s); using first-token scoring",
-                            self.base_url, error)
-                try:
-                    self._first_token_logprobs(prompt, labels)
-                except (_NoLogprobs, _ServerError) as fallback_error:
-                    if isinstance(fallback_error, _ServerError) and fallback_error.status in (401, 403):
-                        raise
-                    raise EvidenceError(
-                        f"the inference server at {self.base_url} gives no log-probabilities for model "
-                        f"{self.model!r} ({fallback_error}), so the label probabilities z cannot be computed. "
-                        + _LOGPROBS_HINT
-                    ) from None
+                raise EvidenceError(
+                    f"the inference server at {self.base_url} gives no log-probabilities for model "
+                    f"{self.model!r} ({error}), so the label probabilities z cannot be computed. "
+                    + _LOGPROBS_HINT
+                ) from None
+            try:
+                problem = self._echo_problem(prompt, top)
+            except (_NoLogprobs, _ServerError) as error:
+                if isinstance(error, _ServerError) and error.status in (401, 403):
+                    raise
+                problem = f"it cannot echo the prompt's log-probabilities ({error})"
+            if problem is None:
+                self._resolved_z_method = "exact"
+            else:
+                self._z_fallback = f"exact label scoring unavailable: {problem}"
+                logger.warning("%s (%s): %s; using first-token scoring", self.base_url, self.model,
+                               self._z_fallback)
                 self._resolved_z_method = "first_token"
         return self._resolved_z_method
+
+    def _echo_problem(self, prompt: str, top: dict[str, float], tries: int = 2) -> str | None:
+        """Why the echoed log-probabilities cannot be trusted, or None if they agree.
+
+        Echoes ``prompt + t`` for a likely next token t and compares t's echoed log-probability
+        with its next-token log-probability from ``top`` (tokens that merge into a neighbour
+        on re-tokenisation are skipped; if none can be compared the echo is trusted).
+        """
+        candidates = [t for t, _ in sorted(top.items(), key=lambda kv: -kv[1]) if t.strip()][:tries]
+        for token in candidates:
+            body = self._complete({"prompt": prompt + token, "max_tokens": 1, "temperature": 0.0,
+                                   "echo": True, "logprobs": 1})
+            logprobs = _first_choice_logprobs(body)
+            tokens, offsets, values = (logprobs.get(k) for k in ("tokens", "text_offset", "token_logprobs"))
+            if not tokens or not offsets or not values:
+                return "the echoed completion has no token log-probabilities"
+            for echoed_token, offset, value in zip(tokens, offsets, values):
+                if offset == len(prompt) and echoed_token == token:
+                    if value is None:
+                        return "the echoed completion has no token log-probabilities"
+                    if abs(float(value) - top[token]) > 0.05 + 0.01 * abs(top[token]):
+                        return (f"the server's echoed log-probability of {token!r} ({float(value):.3f}) "
+                                f"disagrees with its next-token log-probability ({top[token]:.3f}), so its "
+                                "echoed prompt log-probabilities are misaligned (llama-cpp-python's server "
+                                "does this for models that add no BOS token)")
+                    return None
+        return None
 
     # ------------------------------------------------------------- c: sampling
     def _sample(self, prompt: str, n: int, first_index: int) -> list[str]:
@@ -530,6 +571,7 @@ class OpenAICompatibleSource(EvidenceSource):
                 "z_method": z_method,
                 "label_logprobs": [float(v) for v in label_logprobs],
                 "sampling": "n" if batched else "separate requests",
+                **({"z_fallback": self._z_fallback} if z_method == "first_token" and self._z_fallback else {}),
             },
         )
 

