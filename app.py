@@ -7,17 +7,17 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 import streamlit as st  # noqa: E402
 
-from pages.common import current_project, project_sidebar  # noqa: E402
+from views.common import current_project, project_sidebar  # noqa: E402
 
 st.set_page_config(page_title="MoLLIA", page_icon=":material/label:", layout="wide")
 
 PAGES = [
-    st.Page("pages/1_data.py", title="Data", icon=":material/table:", default=True),
-    st.Page("pages/2_annotators.py", title="Annotators", icon=":material/smart_toy:"),
-    st.Page("pages/3_molam.py", title="MoLAM", icon=":material/merge:"),
-    st.Page("pages/4_active_learning.py", title="Active learning", icon=":material/autorenew:"),
-    st.Page("pages/5_review.py", title="Review", icon=":material/rate_review:"),
-    st.Page("pages/6_export.py", title="Export", icon=":material/download:"),
+    st.Page("views/1_data.py", title="Data", icon=":material/table:", default=True),
+    st.Page("views/2_annotators.py", title="Annotators", icon=":material/smart_toy:"),
+    st.Page("views/3_molam.py", title="MoLAM", icon=":material/merge:"),
+    st.Page("views/4_active_learning.py", title="Active learning", icon=":material/autorenew:"),
+    st.Page("views/5_review.py", title="Review", icon=":material/rate_review:"),
+    st.Page("views/6_export.py", title="Export", icon=":material/download:"),
 ]
 
 navigation = st.navigation(PAGES)

@@ -127,6 +127,28 @@ def print_table(results: dict) -> None:
               f"{len(row['curves'])}")
 
 
+def markdown_table(results: dict) -> str:
+    """The README table: one row per strategy, final / mean test accuracy per annotator."""
+    annotators = [a for a in ANNOTATORS if any(k.endswith("/" + a) for k in results)]
+    strategies = sorted({k.split("/")[0] for k in results}, key=lambda s: ({"random": 0, "coreset": 1}.get(s, 2), s))
+    names = {"molam": "MoLAM", "gold": "gold", "best_llm": "best single LLM", "vote": "majority vote"}
+    lines = [
+        "| strategy | " + " | ".join(f"{names[a]} final / mean" for a in annotators) + " |",
+        "|---|" + "---|" * len(annotators),
+    ]
+    for strategy in strategies:
+        cells = []
+        for annotator in annotators:
+            row = results.get(f"{strategy}/{annotator}")
+            cells.append("" if row is None else
+                         f"{row['final_mean']:.3f} ± {row['final_std']:.3f} / {row['mean_mean']:.3f} ± {row['mean_std']:.3f}")
+        lines.append(f"| {strategy} | " + " | ".join(cells) + " |")
+    label = ["| label accuracy of the queried texts (mean over strategies) | " + " | ".join(
+        f"{np.mean([r['label_accuracy_mean'] for k, r in results.items() if k.endswith('/' + a)]):.3f}" for a in annotators
+    ) + " |"]
+    return "\n".join(lines + label)
+
+
 def timing(args: argparse.Namespace) -> None:
     """Wall time of one fast-mode iteration (query + label + train + predict on all 5,452 texts)."""
     with tempfile.TemporaryDirectory() as tmp:
@@ -158,12 +180,15 @@ def main() -> None:
     parser.add_argument("--n-seeds", type=int, default=50, help="seed labels per run (default 50)")
     parser.add_argument("--out", default=str(Path(__file__).resolve().parent.parent / "runs" / "al_trec"))
     parser.add_argument("--timing", action="store_true", help="only time one fast-mode iteration per strategy")
-    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--markdown", action="store_true", help="print the README table from <out>/al_trec.json")
+    parser.add_argument("--threads", type=int, default=int(os.environ.get("MOLLIA_TORCH_THREADS") or 2))
     args = parser.parse_args()
     import torch
 
     torch.set_num_threads(args.threads)
-    if args.timing:
+    if args.markdown:
+        print(markdown_table(json.loads((Path(args.out) / "al_trec.json").read_text())["results"]))
+    elif args.timing:
         timing(args)
     else:
         benchmark(args)

@@ -78,6 +78,8 @@ def collect(args: argparse.Namespace) -> None:
                 start = time.perf_counter()
                 todo = len(texts[chunk]) - source.cached_count(texts[chunk], labels)
                 source.evidence(texts[chunk], labels, text_ids=ids[chunk])
+                if len(sources) > 1:
+                    source.close()  # one model in memory at a time (reloading costs seconds)
                 if todo:
                     seconds = time.perf_counter() - start
                     log(f"{name}: texts {begin}-{begin + len(texts[chunk])} done, {todo} computed "
@@ -122,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--vote-mode", default="expected", choices=["sampled", "expected"])
     parser.add_argument("--n-samples", type=int, default=0, help="T sampled answers (0 with --vote-mode expected)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads per process")
-    parser.add_argument("--round", type=int, default=50, help="texts per round of collection")
+    parser.add_argument("--round", type=int, default=100, help="texts per round of collection")
     parser.add_argument("--seeds", type=int, default=5, help="seed sets")
     parser.add_argument("--n-seed-labels", type=int, default=50)
     parser.add_argument("--json", action="store_true")

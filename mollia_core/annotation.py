@@ -7,9 +7,11 @@ per text and ``-1`` for unlabeled texts (the convention of ``sklearn.semi_superv
 ``random_state``. Negative labels (Eq. 6) follow the same delta rule for every model.
 
 Classes absent from the seed set: the meta-learners are fitted on the classes present (XGBoost
-needs contiguous labels, so they are remapped) and give every absent class probability exactly 0.
-Such a class can never be predicted until a seed of it is labeled — the honest outcome, since
-nothing in the seeds says what its evidence looks like.
+needs contiguous labels, so they are remapped). By default (``unseen_class_backoff=True``) an
+absent class k gets the panel's own opinion, the mean over LLMs of renormalised z^(k), and the
+meta-learner's probabilities are scaled by what is left, so rows still sum to 1; with the back-off
+off, absent classes get probability exactly 0 and can never be predicted until a seed of them is
+labeled.
 """
 
 from __future__ import annotations
@@ -411,9 +413,9 @@ class MoLAM(AnnotationModel):
         cv_folds: int = 5,
         unseen_class_backoff: bool = True,
         pseudo_label_share: float | None | str = "recipe",
-        n_estimators: int = 400,
+        n_estimators: int = 300,
         learning_rate: float = 0.05,
-        max_depth: int = 4,
+        max_depth: int = 3,
         n_jobs: int = 1,
     ) -> None:
         self.sigma = sigma
@@ -581,22 +583,27 @@ def make_annotator(name: str, **kw) -> AnnotationModel:
 
     ``"molam"``, ``"mol"`` (MoLLIA's recipe), ``"molam-paper"``, ``"mol-paper"`` (the paper's recipe),
     ``"vote"``, ``"mean"``, ``"llm:<name>"`` (that LLM's probabilities) or ``"llm:<name>:votes"``.
-    Keyword arguments go to the model's constructor.
+    Keyword arguments go to the model's constructor; those a baseline does not take (``sigma``,
+    ``random_state``, ...) are ignored, so one settings dict serves every name.
     """
     key = name.strip().lower()
-    builders: dict[str, Callable[..., AnnotationModel]] = {
+    meta_learners: dict[str, Callable[..., AnnotationModel]] = {
         "molam": MoLAM,
         "mol": MoL,
         "molam-paper": lambda **k: MoLAM(recipe="paper", **k),
         "mol-paper": lambda **k: MoL(recipe="paper", **k),
-        "vote": MajorityVote,
-        "mean": MeanProbability,
     }
-    if key in builders:
-        return builders[key](**kw)
+    if key in meta_learners:
+        return meta_learners[key](**kw)
+    baseline_kw = {"delta": kw["delta"]} if "delta" in kw else {}
+    if key == "vote":
+        return MajorityVote(**baseline_kw)
+    if key == "mean":
+        return MeanProbability(**baseline_kw)
     if key.startswith("llm:"):
         model, _, use = name.strip()[4:].partition(":")
         if not model:
             raise AnnotationError("llm:<name> needs the LLM's name or index, e.g. 'llm:yi' or 'llm:0:votes'")
-        return SingleLLM(model=int(model) if model.isdigit() else model, use=use or kw.pop("use", "probs"), **kw)
+        use = use or kw.get("use", "probs")
+        return SingleLLM(model=int(model) if model.isdigit() else model, use=use, **baseline_kw)
     raise AnnotationError(f"unknown annotator {name!r}: choose one of {ANNOTATOR_NAMES}")

@@ -98,7 +98,10 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--config", required=True, help="the run's configuration file (.json or .toml)")
     run.add_argument("--output", help="output folder (overrides output_dir of the config)")
     run.add_argument("--fresh", action="store_true", help="discard a previous run in the output folder")
-    run.add_argument("--threads", type=int, default=2, help="torch CPU threads (default 2)")
+    run.add_argument(
+        "--threads", type=int, default=int(os.environ.get("MOLLIA_TORCH_THREADS") or 2),
+        help="torch CPU threads (default: $MOLLIA_TORCH_THREADS, else 2)",
+    )
     run.set_defaults(handler=run_command)
     models = commands.add_parser("models", help="embedded LLMs")
     model_commands = models.add_subparsers(dest="models_command", required=True)

@@ -105,10 +105,8 @@ def _check_training_input(texts, y, negative_mask, sample_weight, negative_weigh
     y = np.asarray(y)
     if y.shape != (len(texts),):
         raise LearnerError(f"y must have one label per text: {len(texts)} texts but y has shape {y.shape}")
-    if not np.issubdtype(y.dtype, np.integer):
-        if not np.all(np.mod(y, 1) == 0):
-            raise LearnerError("y must hold integer label indices (use the label set's index, not the name)")
-        y = y.astype(np.int64)
+    if y.dtype.kind not in "iuf" or (y.dtype.kind == "f" and not np.all(np.mod(y, 1) == 0)):
+        raise LearnerError("y must hold integer label indices (the label's position in the label set, not its name)")
     if y.min() < 0 or y.max() >= n_labels:
         raise LearnerError(f"labels in y must lie in [0, {n_labels}), got values from {y.min()} to {y.max()}")
     if negative_mask is not None:

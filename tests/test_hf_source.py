@@ -25,7 +25,7 @@ def smollm2_folder():
 
 @pytest.fixture(scope="module")
 def smollm2_source(smollm2_folder):
-    source = HuggingFaceSource(smollm2_folder, quantization="bf16", n_threads=2, name="smollm2")
+    source = HuggingFaceSource(smollm2_folder, quantization="bf16", n_threads=1, name="smollm2")
     yield source
     source.close()
 

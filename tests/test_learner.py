@@ -86,6 +86,8 @@ def test_fit_rejects_bad_input_with_clear_errors():
         learner.fit(["a", "b"], np.array([0]))
     with pytest.raises(LearnerError, match=r"lie in \[0, 3\)"):
         learner.fit(["a", "b"], np.array([0, 3]))
+    with pytest.raises(LearnerError, match="integer label indices"):
+        learner.fit(["a", "b"], np.array(["sports", "cooking"]))
     with pytest.raises(LearnerError, match="not one string"):
         learner.fit("a text", np.array([0]))
     with pytest.raises(LearnerError, match=r"texts\[1\] is int"):

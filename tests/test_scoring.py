@@ -28,7 +28,7 @@ def smollm2():
     from mollia_core.evidence.embedded import prepare_embedded_model
 
     folder = prepare_embedded_model("smollm2-135m")
-    torch.set_num_threads(2)
+    torch.set_num_threads(1)
     tokenizer = AutoTokenizer.from_pretrained(folder)
     model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32).eval()
     return model, tokenizer
@@ -37,7 +37,7 @@ def smollm2():
 @pytest.fixture(scope="module")
 def engine(smollm2):
     model, tokenizer = smollm2
-    return EvidenceEngine(model, tokenizer, n_threads=2)
+    return EvidenceEngine(model, tokenizer, n_threads=1)
 
 
 def _brute_force(model, tokenizer, prompt: str, answer: str, settings: DecodingSettings, stop_mask=None):
@@ -120,7 +120,7 @@ def test_same_random_state_gives_same_answers(engine):
 @pytest.mark.slow
 def test_vote_mode_expected_uses_expected_shares(smollm2):
     model, tokenizer = smollm2
-    engine = EvidenceEngine(model, tokenizer, settings=DecodingSettings(n_samples=0, vote_mode="expected"), n_threads=2)
+    engine = EvidenceEngine(model, tokenizer, settings=DecodingSettings(n_samples=0, vote_mode="expected"), n_threads=1)
     evidence = engine.score_text(TEXT, LABELS)
     assert evidence.answers == ()
     np.testing.assert_array_equal(evidence.vote_shares, evidence.expected_vote_shares)

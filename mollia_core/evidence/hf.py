@@ -64,7 +64,7 @@ class HuggingFaceSource(EvidenceSource):
     chat:         force the chat template on (True) or off (False); None: use it if the tokenizer has one.
     fingerprint:  what identifies the weights in the cache key (e.g. a verified sha256); default:
                   the hub commit, or the folder's config and weight file sizes.
-    n_threads:    torch CPU threads (default: the cores this process may use).
+    n_threads:    torch CPU threads (default: ``scoring.default_threads()``).
     """
 
     def __init__(

@@ -122,6 +122,14 @@ def sampling_distribution(logits: torch.Tensor, temperature: float, top_p: float
     return kept / kept.sum(dim=-1, keepdim=True)
 
 
+def default_threads() -> int:
+    """``MOLLIA_TORCH_THREADS`` if set, else the cores this process may use. On a machine
+    shared with other busy processes, 1 thread can be many times faster than 2 (idle OpenMP
+    workers spin while their partner is descheduled): set the variable there."""
+    value = os.environ.get("MOLLIA_TORCH_THREADS")
+    return int(value) if value else len(os.sched_getaffinity(0))
+
+
 def text_seed(random_state: int, text: str) -> int:
     """A per-text seed, so a text's answers do not depend on its position or on batching."""
     digest = hashlib.sha256(f"{random_state}\x00{text}".encode("utf-8")).digest()
@@ -153,7 +161,7 @@ class EvidenceEngine:
     """Exact z and sampled / expected c for texts, from one causal LM and its tokenizer.
 
     chat: whether the model gets its chat template (None: if the tokenizer has one).
-    n_threads: torch CPU threads, set explicitly (default: the cores this process may use).
+    n_threads: torch CPU threads, set explicitly (default: ``default_threads()``).
     """
 
     def __init__(
@@ -170,7 +178,7 @@ class EvidenceEngine:
         self.template = template or PromptTemplate()
         self.settings = settings or DecodingSettings()
         self.chat = PromptTemplate.uses_chat(tokenizer, chat)
-        self.n_threads = n_threads or len(os.sched_getaffinity(0))
+        self.n_threads = n_threads or default_threads()
         torch.set_num_threads(self.n_threads)
         self.device = next(model.parameters()).device
         self._prepared: _PreparedLabels | None = None

@@ -9,12 +9,17 @@ the same. Per text and label set (DESIGN §1, Eq. 1-2):
   prompt token, and the label's tokens are summed. The K requests share the prompt, so
   a server's prefix cache (llama.cpp's KV-cache reuse, vLLM's prefix caching) evaluates
   it once. Labels sharing a first token are still told apart. z is renormalised over
-  the labels (Eq. 1).
+  the labels (Eq. 1). (llama-cpp-python's server sorts the whole vocabulary in Python
+  for every echoed token, so there echo costs seconds per request.)
 * z, fallback (servers that cannot echo the prompt's log-probabilities, or echo them
-  wrongly: checked once, see ``_resolve_z_method``): the top
-  next-token log-probabilities after the prompt, each label scored by the longest top
-  token its text starts with; labels sharing that token share its mass. The method used
-  is recorded in every record's ``meta["z_method"]`` ("exact" or "first_token").
+  wrongly: checked once, see ``_resolve_z_method``): "stepwise" scoring walks each
+  label's text through the server's top next-token log-probabilities — the longest top
+  token the label's remaining text starts with, then the top tokens after prompt + that
+  token, and so on — summing log-probabilities. Exact whenever each label token is among
+  the top ``top_logprobs`` (labels sharing a first token are told apart at the next step;
+  a label that falls out of the top tokens gets z = 0). Prefixes shared by labels are
+  requested once. The method used is recorded in every record's ``meta["z_method"]``
+  ("exact" or "stepwise").
 * c: T answers sampled at temperature/top-p, stopping at the end of the line — with
   ``n=T`` in one request where the server honours ``n`` (vLLM), else T concurrent
   requests (llama.cpp's server ignores ``n``) — parsed by :func:`parsing.vote_shares`
@@ -53,11 +58,11 @@ from .source import Cancelled, EvidenceError, EvidenceSource, Progress, Progress
 
 logger = logging.getLogger(__name__)
 
-Z_METHODS = ("auto", "exact", "first_token")
+Z_METHODS = ("auto", "exact", "stepwise")
 #: Statuses worth retrying: overload, rate limits and transient gateway errors.
 _RETRY_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
-#: Top log-probabilities asked for by the first-token fallback (vLLM's default cap is 20).
-_TOP_LOGPROBS = 20
+#: Top log-probabilities per step of the stepwise fallback (vLLM's default cap is 20).
+DEFAULT_TOP_LOGPROBS = 20
 _MAX_RETRY_AFTER_S = 60.0
 _START_HINT = (
     "Is the server running? Start one with e.g.\n"
@@ -70,7 +75,7 @@ _START_HINT = (
 _LOGPROBS_HINT = (
     "Enable them: llama.cpp's Python server (python -m llama_cpp.server) returns them with "
     "--logits_all true (its default); vLLM returns them by default (--max-logprobs caps how many "
-    f"per token, at least {_TOP_LOGPROBS} needed for the fallback); Ollama's OpenAI API returns "
+    f"per token, {DEFAULT_TOP_LOGPROBS} by default); Ollama's OpenAI API returns "
     "them only in recent versions (update it, or serve the model with vLLM or llama.cpp)."
 )
 
@@ -166,7 +171,9 @@ class OpenAICompatibleSource(EvidenceSource):
         random_state: seeds the sampled answers (per text and sample), so reruns repeat.
         name: short name shown to users (default: the model name).
         z_method: "auto" (exact label scoring where the server can echo log-probabilities,
-            else the first-token fallback), "exact" or "first_token".
+            else the stepwise fallback), "exact" or "stepwise".
+        top_logprobs: top next tokens per step of the stepwise fallback (servers cap it: vLLM
+            at 20 unless started with a larger ``--max-logprobs``).
         extra_body: extra fields merged into every completion request (e.g. llama.cpp's
             ``{"top_k": 0, "min_p": 0}`` to sample with temperature/top-p alone).
         transport: an ``httpx`` transport, for tests of the retry logic.
@@ -190,6 +197,7 @@ class OpenAICompatibleSource(EvidenceSource):
         name: str | None = None,
         *,
         z_method: str = "auto",
+        top_logprobs: int = DEFAULT_TOP_LOGPROBS,
         extra_body: dict[str, Any] | None = None,
         transport: httpx.BaseTransport | None = None,
     ) -> None:
@@ -218,13 +226,16 @@ class OpenAICompatibleSource(EvidenceSource):
         self.random_state = int(random_state)
         self.name = name or model
         self.z_method = z_method
+        if top_logprobs < 1:
+            raise EvidenceError(f"top_logprobs must be >= 1, got {top_logprobs}")
+        self.top_logprobs = int(top_logprobs)
         self.extra_body = dict(extra_body or {})
         self._transport = transport
         self._client: httpx.Client | None = None
         self._client_lock = threading.Lock()
         self._served_models: tuple[str, ...] | None = None
         self._resolved_z_method: str | None = None if z_method == "auto" else z_method
-        self._z_fallback: str | None = None  # why "auto" fell back to first-token scoring
+        self._z_fallback: str | None = None  # why "auto" fell back to stepwise scoring
         self._honours_n: bool | None = None
 
     # ----------------------------------------------------------------- identity
@@ -251,6 +262,7 @@ class OpenAICompatibleSource(EvidenceSource):
             "random_state": self.random_state,
             "name": self.name,
             "z_method": self.z_method,
+            "top_logprobs": self.top_logprobs,
             "extra_body": self.extra_body,
         }
 
@@ -268,6 +280,7 @@ class OpenAICompatibleSource(EvidenceSource):
                 "max_new_tokens": self.max_new_tokens,
                 "random_state": self.random_state,
                 "z_method": self.z_method,
+                "top_logprobs": self.top_logprobs,
                 "extra_body": self.extra_body,
             },
             sort_keys=True,
@@ -347,7 +360,8 @@ class OpenAICompatibleSource(EvidenceSource):
     def served_models(self) -> tuple[str, ...]:
         """The model names ``GET /v1/models`` lists (fails fast if the server is unreachable)."""
         body = self._request("GET", "/models", retries=0)
-        return tuple(str(entry.get("id")) for entry in body.get("data", []) if isinstance(entry, dict))
+        entries = body.get("data", []) if isinstance(body, dict) else []
+        return tuple(str(entry.get("id")) for entry in entries if isinstance(entry, dict))
 
     def check(self) -> None:
         """Check once that the server is up and serves ``model``; raise a clear EvidenceError if not.
@@ -389,12 +403,17 @@ class OpenAICompatibleSource(EvidenceSource):
                                "echo": True, "logprobs": 1})
         return _continuation_logprob(body, len(prompt), len(prompt) + len(continuation))
 
-    # ------------------------------------------------------ z: first-token fallback
-    def _first_token_logprobs(self, prompt: str, labels: Sequence[str]) -> np.ndarray:
-        body = self._complete({"prompt": prompt, "max_tokens": 1, "temperature": 0.0, "logprobs": _TOP_LOGPROBS})
-        top = _first_top_logprobs(body)
-        continuations = [self._continuation(label) for label in labels]
-        return _first_token_scores(top, continuations)
+    # ---------------------------------------------------------- z: stepwise fallback
+    def _top_next(self, context: str) -> dict[str, float]:
+        """The server's top next tokens after ``context`` with their log-probabilities."""
+        body = self._complete({"prompt": context, "max_tokens": 1, "temperature": 0.0,
+                               "logprobs": self.top_logprobs})
+        return _first_top_logprobs(body)
+
+    def _stepwise_logprobs(self, prompt: str, labels: Sequence[str]) -> np.ndarray:
+        """log p(label | prompt) for each label, walked through the top next tokens (see module doc)."""
+        return _walk_continuations([self._continuation(label) for label in labels],
+                                   lambda consumed: self._top_next(prompt + consumed))
 
     def _resolve_z_method(self, prompt: str, labels: Sequence[str]) -> str:
         """Probe once which z method the server supports (``z_method="auto"``).
@@ -407,8 +426,7 @@ class OpenAICompatibleSource(EvidenceSource):
         """
         if self._resolved_z_method is None:
             try:
-                top = _first_top_logprobs(self._complete(
-                    {"prompt": prompt, "max_tokens": 1, "temperature": 0.0, "logprobs": _TOP_LOGPROBS}))
+                top = self._top_next(prompt)
             except (_NoLogprobs, _ServerError) as error:
                 if isinstance(error, _ServerError) and error.status in (401, 403):
                     raise
@@ -427,9 +445,9 @@ class OpenAICompatibleSource(EvidenceSource):
                 self._resolved_z_method = "exact"
             else:
                 self._z_fallback = f"exact label scoring unavailable: {problem}"
-                logger.warning("%s (%s): %s; using first-token scoring", self.base_url, self.model,
+                logger.warning("%s (%s): %s; using stepwise scoring", self.base_url, self.model,
                                self._z_fallback)
-                self._resolved_z_method = "first_token"
+                self._resolved_z_method = "stepwise"
         return self._resolved_z_method
 
     def _echo_problem(self, prompt: str, top: dict[str, float], tries: int = 2) -> str | None:
@@ -447,6 +465,8 @@ class OpenAICompatibleSource(EvidenceSource):
             tokens, offsets, values = (logprobs.get(k) for k in ("tokens", "text_offset", "token_logprobs"))
             if not tokens or not offsets or not values:
                 return "the echoed completion has no token log-probabilities"
+            if offsets[0] != 0 or len(body["choices"][0].get("text") or "") < len(prompt):
+                return "it ignores echo=true (the prompt's tokens are not returned)"
             for echoed_token, offset, value in zip(tokens, offsets, values):
                 if offset == len(prompt) and echoed_token == token:
                     if value is None:
@@ -523,7 +543,9 @@ class OpenAICompatibleSource(EvidenceSource):
                         progress(Progress(done=len(records), total=len(texts),
                                           elapsed_s=time.perf_counter() - start))
                     if cancel is not None and cancel.is_set() and len(records) < len(texts):
-                        raise Cancelled(f"cancelled after {len(records)} of {len(texts)} texts")
+                        stop = Cancelled(f"cancelled after {len(records)} of {len(texts)} texts")
+                        stop.partial = list(records)  # the finished texts, for callers that cache them
+                        raise stop
             except BaseException:
                 for _, job in pending:
                     job.cancel()
@@ -535,7 +557,7 @@ class OpenAICompatibleSource(EvidenceSource):
         if z_method == "exact":
             scores = [pool.submit(self._label_logprob, prompt, label) for label in labels]
         else:
-            scores = [pool.submit(self._first_token_logprobs, prompt, labels)]
+            scores = [pool.submit(self._stepwise_logprobs, prompt, labels)]
         if self.n_samples == 0:
             samples = []
         elif batched:
@@ -569,9 +591,11 @@ class OpenAICompatibleSource(EvidenceSource):
             meta={
                 "source": "openai-server",
                 "z_method": z_method,
-                "label_logprobs": [float(v) for v in label_logprobs],
+                # log p(label | prompt) before renormalising; None where the stepwise method
+                # lost the label from the top tokens (JSON has no -inf)
+                "label_logprobs": [float(v) if np.isfinite(v) else None for v in label_logprobs],
                 "sampling": "n" if batched else "separate requests",
-                **({"z_fallback": self._z_fallback} if z_method == "first_token" and self._z_fallback else {}),
+                **({"z_fallback": self._z_fallback} if z_method == "stepwise" and self._z_fallback else {}),
             },
         )
 
@@ -637,17 +661,29 @@ def _first_top_logprobs(body: dict) -> dict[str, float]:
     return {str(token): float(value) for token, value in top[0].items()}
 
 
-def _first_token_scores(top: dict[str, float], continuations: Sequence[str]) -> np.ndarray:
-    """Each label scored by the longest top token its continuation starts with (-inf if none);
-    labels sharing a token share its probability equally."""
-    matched: list[str | None] = []
-    for continuation in continuations:
-        candidates = [t for t in top if t.strip() and continuation.startswith(t)]
-        matched.append(max(candidates, key=len) if candidates else None)
-    scores = np.full(len(continuations), -math.inf)
-    for k, token in enumerate(matched):
-        if token is not None:
-            scores[k] = top[token] - math.log(matched.count(token))
+def _walk_continuations(continuations: Sequence[str], top_after) -> np.ndarray:
+    """Sum of log-probabilities along each continuation, one top token at a time.
+
+    ``top_after(consumed)`` gives the top next tokens after the prompt plus the ``consumed``
+    text; each step takes the longest top token the rest of the continuation starts with.
+    A continuation that no top token continues scores -inf. Each distinct consumed prefix
+    is asked for once, so labels sharing a first token cost one request for it.
+    """
+    tops: dict[str, dict[str, float]] = {}
+    scores = np.zeros(len(continuations))
+    for k, continuation in enumerate(continuations):
+        consumed = ""
+        while consumed != continuation:
+            if consumed not in tops:
+                tops[consumed] = top_after(consumed)
+            top, rest = tops[consumed], continuation[len(consumed):]
+            matches = [token for token in top if token and rest.startswith(token)]
+            if not matches:
+                scores[k] = -math.inf
+                break
+            token = max(matches, key=len)
+            scores[k] += top[token]
+            consumed += token
     return scores
 
 

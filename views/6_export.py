@@ -5,7 +5,7 @@ from __future__ import annotations
 import streamlit as st
 
 from mollia_core.export import MIME_TYPES, to_bytes
-from pages.common import require_data, require_project
+from views.common import require_data, require_project
 
 st.title("Export")
 project = require_project()

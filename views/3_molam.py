@@ -7,7 +7,7 @@ import plotly.express as px
 import streamlit as st
 
 from mollia_core.project import AnnotatorSettings, ProjectError
-from pages.common import require_data, require_project, show_error
+from views.common import require_data, require_project, show_error
 
 st.title("MoLAM")
 st.caption("The mixture-of-LLMs annotation model: a meta-learner over every LLM's evidence, trained on the seeds "

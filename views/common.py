@@ -42,7 +42,7 @@ def require_project() -> Project:
 def require_data(project: Project) -> None:
     if not project.has_dataset():
         st.warning("This project has no data yet: upload a CSV or open an example on the **Data** page.")
-        st.page_link("pages/1_data.py", label="Go to Data", icon=":material/table:")
+        st.page_link("views/1_data.py", label="Go to Data", icon=":material/table:")
         st.stop()
 
 

@@ -11,7 +11,7 @@ import streamlit as st
 
 from mollia_core.evidence import Cancelled, EvidenceError
 from mollia_core.project import AnnotatorSpec, ProjectError, make_source
-from pages.common import md, progress_text, require_data, require_project, show_error
+from views.common import md, progress_text, require_data, require_project, show_error
 
 st.title("Annotators")
 project = require_project()

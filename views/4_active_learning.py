@@ -8,7 +8,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from mollia_core.project import LoopSettings, ProjectError
-from pages.common import require_data, require_project, show_error
+from views.common import require_data, require_project, show_error
 
 st.title("Active learning")
 st.caption("Each iteration queries a batch of texts, labels them with MoLAM (label + negative labels), flags "

@@ -8,7 +8,7 @@ import streamlit as st
 from plotly.subplots import make_subplots
 
 from mollia_core.project import ProjectError
-from pages.common import md, require_data, require_project, show_error
+from views.common import md, require_data, require_project, show_error
 
 st.title("Review")
 project = require_project()
@@ -56,12 +56,14 @@ info = project.text_evidence(text_id)
 st.subheader(f"Text {md(text_id)}")
 with st.container(border=True):
     st.text(info.text)
-c1, c2, c3, c4 = st.columns(4)
+c1, c2, c3, c4, c5 = st.columns(5)
 c1.metric("Label", info.label or "—", help=f"source: {info.source}")
 c2.metric("MoLAM", info.molam_label or "—",
-          f"p = {info.molam_probability:.2f}" if info.molam_probability is not None else None, delta_color="off")
-c3.metric("Majority vote / mean", f"{info.vote_label or '—'} / {info.mean_label or '—'}")
-c4.metric("Flag (d_anno)", "flagged" if info.flag else "no", help="MoLAM's label differs from the previous model's")
+          f"p = {info.molam_probability:.2f}" if info.molam_probability is not None else None, delta_color="off",
+          delta_arrow="off")
+c3.metric("Majority vote", info.vote_label or "—")
+c4.metric("Mean probability", info.mean_label or "—")
+c5.metric("Flag (d_anno)", "flagged" if info.flag else "no", help="MoLAM's label differs from the previous model's")
 st.write("Source: " + {"seed": "seed label (human)", "override": "human override", "molam": "MoLAM"}.get(
     info.source or "", str(info.source)) + (f" · iteration {info.iteration}" if info.iteration is not None else ""))
 if info.negative_labels:
@@ -92,16 +94,15 @@ if info.overrides:
 if info.models:
     st.subheader("What each LLM said")
     figure = make_subplots(rows=1, cols=2, subplot_titles=("probability of each label (z)",
-                                                           "share of sampled answers (c)"), shared_yaxes=True)
+                                                           "share of the sampled answers (c)"), shared_yaxes=True)
     for j, model in enumerate(info.models):
-        figure.add_bar(y=list(info.labels), x=info.label_probs[j], orientation="h", name=model,
-                       legendgroup=model, row=1, col=1, marker_color=f"hsl({int(360 * j / len(info.models))},55%,50%)")
-        figure.add_bar(y=list(info.labels), x=info.vote_shares[j], orientation="h", name=model,
-                       legendgroup=model, showlegend=False, row=1, col=2,
-                       marker_color=f"hsl({int(360 * j / len(info.models))},55%,50%)")
-    figure.update_layout(barmode="group", height=120 + 40 * len(info.labels) * max(1, len(info.models) // 2),
-                         margin=dict(t=30, b=10), legend=dict(orientation="h", y=-0.1))
-    figure.update_xaxes(range=[0, 1])
+        color = f"hsl({int(360 * j / len(info.models))},55%,50%)"
+        figure.add_bar(x=list(info.labels), y=info.label_probs[j], name=model, legendgroup=model,
+                       marker_color=color, row=1, col=1)
+        figure.add_bar(x=list(info.labels), y=info.vote_shares[j], name=model, legendgroup=model,
+                       marker_color=color, showlegend=False, row=1, col=2)
+    figure.update_layout(barmode="group", height=360, margin=dict(t=30, b=10), legend=dict(orientation="h", y=-0.25))
+    figure.update_yaxes(range=[0, 1])
     st.plotly_chart(figure)
     answers = pd.DataFrame({
         "LLM": list(info.models),

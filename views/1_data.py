@@ -6,7 +6,7 @@ import streamlit as st
 
 from mollia_core.dataset import DatasetError, read_table
 from mollia_core.project import DEFAULT_SEED_COUNT, ProjectError
-from pages.common import md, require_project, show_error
+from views.common import md, require_project, show_error
 
 NONE = "(none)"
 
