@@ -213,3 +213,24 @@ def test_data_page_can_start_over_until_labels_exist(projects, trec):
     project.take_seeds_from_column(10)
     at = app("redo")
     assert not any(b.label.startswith("Use another table") for b in at.button)
+
+
+def test_annotators_page_saves_the_panel_and_never_stores_the_api_key(projects, trec):
+    from mollia_core.evidence.embedded import EMBEDDED_MODELS
+
+    project = Project.create("panel")
+    project.set_dataset(trec_frame(trec, 20), "question", label_column="category")
+    at = app("panel", "views/2_annotators.py")
+    assert any("No panel saved yet" in i.value for i in at.info)
+    next(t for t in at.text_input if t.label == "Base URL").input("http://127.0.0.1:8000/v1")
+    next(t for t in at.text_input if t.label == "Model name").input("qwen-7b")
+    at.text_input(key="api_key").input("sk-secret-never-stored-123")
+    next(b for b in at.button if b.label == "Save panel").click().run()
+    assert_no_exception(at)
+    panel = project.panel()
+    assert [s.model for s in panel if s.kind == "embedded"] == list(EMBEDDED_MODELS)
+    assert [(s.base_url, s.model) for s in panel if s.kind == "server"] == [("http://127.0.0.1:8000/v1", "qwen-7b")]
+    project.store.close()
+    stored = b"".join(p.read_bytes() for p in projects.iterdir())
+    assert b"sk-secret-never-stored-123" not in stored
+    assert b"qwen-7b" in stored  # the panel itself was written

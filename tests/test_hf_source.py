@@ -112,3 +112,17 @@ def test_cancel_between_texts_keeps_the_finished_ones(smollm2_source):
 def test_empty_label_set_is_a_clear_error(smollm2_source):
     with pytest.raises(PromptTemplateError, match="label set is empty"):
         smollm2_source.evidence(TEXTS, [])
+
+
+@pytest.mark.slow
+def test_four_bit_loading_through_bitsandbytes_on_cpu(smollm2_folder):
+    pytest.importorskip("bitsandbytes")
+    source = HuggingFaceSource(
+        smollm2_folder, quantization="4bit", device="cpu", n_threads=1, n_samples=2, max_new_tokens=2
+    )
+    try:
+        [record] = source.evidence(TEXTS[:1], LABELS)
+        assert type(source.load().model.model.layers[0].mlp.down_proj).__name__ == "Linear4bit"
+    finally:
+        source.close()
+    assert record.label_probs.sum() == pytest.approx(1.0) and len(record.answers) == 2

@@ -46,6 +46,9 @@ st.header("LLM panel")
 panel = project.panel()
 in_panel = {s.display_name for s in panel}
 embedded = _embedded_models()
+if project.get_setting("panel") is None:
+    st.info("No panel saved yet: the embedded models are ticked below. Press **Save panel** to use them, "
+            "or replay an evidence file.")
 with st.form("panel_form"):
     st.markdown("**Embedded models** (ship inside PyPI packages, run offline on this machine)")
     chosen = []

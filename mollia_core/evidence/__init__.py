@@ -2,6 +2,7 @@
 
 from .cache import CachedSource, EvidenceCache
 from .parsing import AnswerParser, parse_answer, vote_shares
+from .prompt import DEFAULT_TEMPLATE, PromptTemplate, PromptTemplateError
 from .paper import PAPER_LABELS, PAPER_MODELS, PaperDataset, load_paper_evidence
 from .record import EvidenceRecord, PanelEvidence
 from .replay import ReplaySource, read_evidence_jsonl, replay_panel, write_evidence_jsonl
@@ -9,6 +10,12 @@ from .server import OpenAICompatibleSource
 from .source import Cancelled, EvidenceError, EvidenceSource, Progress, ProgressCallback
 
 __all__ = [
+    "DEFAULT_TEMPLATE",
+    "PromptTemplate",
+    "PromptTemplateError",
+    "HuggingFaceSource",
+    "EvidenceEngine",
+    "DecodingSettings",
     "CachedSource",
     "EvidenceCache",
     "ReplaySource",
@@ -31,3 +38,16 @@ __all__ = [
     "ProgressCallback",
     "load_paper_evidence",
 ]
+
+
+def __getattr__(name: str):
+    # The torch-backed engine and source load on first use, so importing the package stays light.
+    if name in ("EvidenceEngine", "DecodingSettings"):
+        from . import scoring
+
+        return getattr(scoring, name)
+    if name == "HuggingFaceSource":
+        from .hf import HuggingFaceSource
+
+        return HuggingFaceSource
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
