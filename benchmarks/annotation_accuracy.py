@@ -121,7 +121,8 @@ def honest_accuracy(
             fit_seconds[name].append(time.perf_counter() - start)
             predicted = model.predict(dataset.evidence)
             scores[name].append(float((predicted[evaluate] == dataset.gold[evaluate]).mean()))
-        log(f"  seed set {seed}: " + ", ".join(f"{m}={scores[m][-1]:.3f}" for m in ("vote", "mean", "MoL", "MoLAM") if m in scores))
+        shown = [m for m in ("vote", "mean", "MoL", "MoLAM") if m in scores]
+        log(f"  seed set {seed}: " + ", ".join(f"{m}={scores[m][-1]:.3f}" for m in shown))
     return {
         name: {
             "mean": float(np.mean(values)),
@@ -142,7 +143,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--methods", default=None, help="comma-separated subset of method names to run")
     args = parser.parse_args(argv)
 
-    log = (lambda text: print(text, file=sys.stderr, flush=True)) if args.json else (lambda text: print(text, flush=True))
+    stream = sys.stderr if args.json else sys.stdout
+
+    def log(text: str) -> None:
+        print(text, file=stream, flush=True)
+
     try:
         dataset = load_paper_evidence(args.evidence)
     except (FileNotFoundError, ValueError) as error:
@@ -172,7 +177,8 @@ def main(argv: list[str] | None = None) -> int:
     for name, result in results.items():
         log(f"  {name:40s} {result['mean']:.3f} ± {result['std']:.3f}  {result['fit_seconds']:7.2f}")
     if "MoLAM (paper, chosen on eval labels)" in paper:
-        log(f"  {'MoLAM as the paper reports it':40s} {paper['MoLAM (paper, chosen on eval labels)']:.3f}  (best of 10 x 100 on eval labels)")
+        reported = paper["MoLAM (paper, chosen on eval labels)"]
+        log(f"  {'MoLAM as the paper reports it':40s} {reported:.3f}  (best of 10 x 100 on eval labels)")
     if args.json:
         print(json.dumps({name: {"mean": r["mean"], "std": r["std"]} for name, r in results.items()}))
     return 0

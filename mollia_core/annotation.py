@@ -362,7 +362,7 @@ def _xgboost(n_estimators: int, learning_rate: float, max_depth: int, n_jobs: in
 RECIPES = {
     # The paper's reference: XGBoost on the raw h(x) of Eq. 4, pseudo-labels above sigma.
     "paper": {"features": "paper", "meta_learner": "xgboost", "pseudo_label_share": None},
-    # MoLLIA's default, chosen on seed labels only (see benchmarks/README.md, "Annotation accuracy"):
+    # MoLLIA's default (figures and the variants tried: benchmarks/README.md, "Annotation accuracy"):
     # multinomial logistic regression on log-probability features, C by cross-validation on the seeds.
     # Pseudo-labels weighted to count together as much as the seeds: unweighted, thousands of
     # confident (easy) texts swamp the 50 seeds and the model forgets the seeds' hard cases.
@@ -501,7 +501,7 @@ class MoLAM(AnnotationModel):
         return self
 
     def _self_train(self, base: _AllClasses, X: np.ndarray, y: np.ndarray) -> None:
-        """Seed fit, then rounds of pseudo-labels above sigma (Eq. 5's self-training)."""
+        """Seed fit, then rounds of pseudo-labels above sigma (MoLAM's self-training, DESIGN §1)."""
         seeds = y != UNLABELED
         labels = y.copy()
         share = self._pseudo_label_share()

@@ -86,7 +86,7 @@ class RunConfig:
 
     def resolve(self, path: str) -> Path:
         p = Path(path).expanduser()
-        return p if p.is_absolute() else self.base_dir / p
+        return (p if p.is_absolute() else self.base_dir / p).resolve()
 
     def to_dict(self) -> dict[str, Any]:
         return {

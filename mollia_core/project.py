@@ -232,8 +232,8 @@ class Project:
             n_validation = min(int(round(VALIDATION_FRACTION * labeled.size)), MAX_VALIDATION)
             splits[rng.choice(labeled, size=n_validation, replace=False)] = "validation"
         original = json.loads(frame.to_json(orient="records", date_format="iso", force_ascii=False))
-        with self._lock, self.store.transaction() as conn:
-            conn.execute("DELETE FROM texts")  # only reached while nothing refers to the texts
+        with self._lock, self.store.transaction():
+            self.store.clear_texts()
             self.store.set_setting("labels", [str(label) for label in dataset.labels])
             self.store.add_texts(
                 [str(t) for t in dataset.texts],
@@ -265,8 +265,7 @@ class Project:
             raise ProjectError(
                 "this project already has evidence or labels for its data: create a new project for another table"
             )
-        with self.store.transaction() as conn:
-            conn.execute("DELETE FROM texts")
+        self.store.clear_texts()
 
     def has_dataset(self) -> bool:
         return self.store.n_texts > 0
@@ -414,7 +413,7 @@ class Project:
 
     def missing_evidence(self, model: str) -> list[int]:
         """Indices of the texts that have no evidence from ``model`` yet."""
-        done = {i for (i,) in self.store._query("SELECT idx FROM evidence WHERE model=?", (model,))}
+        done = set(self.store.evidence_indices(model).tolist())
         return [i for i in range(self.store.n_texts) if i not in done]
 
     def run_evidence(

@@ -45,6 +45,13 @@ Schema (version ``SCHEMA_VERSION``)
 ``arrays(name PK, data BLOB, updated_at)`` / ``blobs(name PK, data BLOB, info JSON, updated_at)``
     named numpy arrays (``.npy`` bytes) and opaque byte artifacts (models).
 
+The AL loop (``mollia_core.loop``) keeps its settings under ``settings['loop']`` (the
+``LoopConfig``) and ``settings['loop_annotator']``, and its arrays under ``loop/``: the labels the
+annotator was fitted on (``loop/annotator_fit_y``), each training's set
+(``loop/train/<t>/{index,y,weight,negatives}``), each model's predicted label per text
+(``loop/prediction/<t>``, what d_anno of iteration t+1 compares with) and the latest model's
+class probabilities (``loop/proba/<t>``).
+
 Public API
 ----------
 ``ProjectStore(path)`` opens or creates a project file (``ProjectStore.open``
@@ -494,6 +501,13 @@ class ProjectStore:
         """How many texts each panel model has evidence for."""
         counts = dict(self._query("SELECT model, COUNT(*) FROM evidence GROUP BY model"))
         return {m: counts.get(m, 0) for m in self.evidence_models()}
+
+    def clear_texts(self) -> None:
+        """Forget the dataset rows; refused once evidence, labels or iterations refer to them."""
+        if self.evidence_models() or self.n_labeled or self.iterations():
+            raise StoreError("the texts are referred to by evidence, labels or iterations: create a new project instead")
+        with self.transaction() as conn:
+            conn.execute("DELETE FROM texts")
 
     def evidence_indices(self, model: str) -> np.ndarray:
         """Indices of the texts that ``model`` already has evidence for (to resume a panel run)."""

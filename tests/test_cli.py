@@ -115,3 +115,9 @@ def test_csv_dataset_with_seed_column(tmp_path):
     bad = parse_config({"dataset": {"csv": "data.csv", "label_column": "missing"}}, base_dir=tmp_path)
     with pytest.raises(ConfigError, match="missing"):
         prepare_store(bad, tmp_path / "q.mollia.sqlite")
+
+
+def test_models_prepare_reports_an_unknown_model(capsys, mollia_home):
+    assert main(["models", "prepare", "no-such-model"]) == 2
+    err = capsys.readouterr().err
+    assert "unknown embedded model 'no-such-model'" in err and "smollm2-135m" in err
