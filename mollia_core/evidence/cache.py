@@ -25,7 +25,7 @@ from typing import Sequence
 from ..paths import data_home
 from .record import EvidenceRecord
 from .replay import json_line, record_from_dict, record_to_dict, text_sha256
-from .source import Cancelled, EvidenceError, EvidenceSource, Progress, ProgressCallback
+from .source import Cancelled, EvidenceError, EvidenceSource, Progress, ProgressCallback, resolve_text_ids
 
 __all__ = ["CachedSource", "EvidenceCache", "default_cache_path"]
 
@@ -179,9 +179,7 @@ class CachedSource(EvidenceSource):
     ) -> list[EvidenceRecord]:
         start = time.monotonic()
         labels = tuple(labels)
-        if text_ids is not None and len(text_ids) != len(texts):
-            raise EvidenceError(f"{len(text_ids)} text ids for {len(texts)} texts: give one id per text")
-        ids = list(text_ids) if text_ids is not None else [str(i) for i in range(len(texts))]
+        ids = resolve_text_ids(texts, text_ids)
         key = self.cache_key
         shas = [text_sha256(t) for t in texts]
         found = self.cache.get_many(key, shas, labels)

@@ -43,7 +43,7 @@ import numpy as np
 from .paper import PaperDataset, load_paper_evidence
 from .parsing import vote_shares as parse_vote_shares
 from .record import EvidenceRecord, PanelEvidence
-from .source import Cancelled, EvidenceError, EvidenceSource, Progress, ProgressCallback
+from .source import Cancelled, EvidenceError, EvidenceSource, Progress, ProgressCallback, resolve_text_ids
 
 __all__ = [
     "EVIDENCE_FORMAT",
@@ -316,8 +316,8 @@ class ReplaySource(EvidenceSource):
     ) -> list[EvidenceRecord]:
         start = time.monotonic()
         labels = tuple(labels)
-        if text_ids is not None and len(text_ids) != len(texts):
-            raise EvidenceError(f"{len(text_ids)} text ids for {len(texts)} texts: give one id per text")
+        if text_ids is not None:
+            resolve_text_ids(texts, text_ids)  # validates one id per text
         if cancel is not None and cancel.is_set():
             raise Cancelled()
         out = []

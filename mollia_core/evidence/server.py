@@ -54,7 +54,7 @@ import numpy as np
 from .parsing import vote_shares
 from .prompt import PromptTemplate, check_labels
 from .record import EvidenceRecord
-from .source import Cancelled, EvidenceError, EvidenceSource, Progress, ProgressCallback
+from .source import Cancelled, EvidenceError, EvidenceSource, Progress, ProgressCallback, resolve_text_ids
 
 logger = logging.getLogger(__name__)
 
@@ -512,10 +512,7 @@ class OpenAICompatibleSource(EvidenceSource):
         """
         labels = check_labels(labels)
         texts = list(texts)
-        if text_ids is None:
-            text_ids = [str(i) for i in range(len(texts))]
-        elif len(text_ids) != len(texts):
-            raise EvidenceError(f"{len(text_ids)} text ids for {len(texts)} texts: give one id per text")
+        text_ids = resolve_text_ids(texts, text_ids)
         if not texts:
             return []
         bad = [i for i, text in enumerate(texts) if not isinstance(text, str)]

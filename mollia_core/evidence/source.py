@@ -40,6 +40,15 @@ class EvidenceError(Exception):
     """A source cannot give evidence; the message says what is wrong and how to fix it."""
 
 
+def resolve_text_ids(texts: Sequence[str], text_ids: Sequence[str] | None) -> list[str]:
+    """The ids of ``texts``: the given ones (one per text), else their positions as strings."""
+    if text_ids is None:
+        return [str(i) for i in range(len(texts))]
+    if len(text_ids) != len(texts):
+        raise EvidenceError(f"{len(text_ids)} text ids for {len(texts)} texts: give one id per text")
+    return [str(i) for i in text_ids]
+
+
 class EvidenceSource(ABC):
     """An LLM (or a store of what an LLM said) that gives evidence for texts.
 
