@@ -25,7 +25,7 @@ from typing import Any, Sequence
 from .prompt import PromptTemplate, check_labels
 from .record import EvidenceRecord
 from .scoring import DecodingSettings, EvidenceEngine, TextEvidence
-from .source import Cancelled, EvidenceError, EvidenceSource, Progress, ProgressCallback
+from .source import Cancelled, EvidenceError, EvidenceSource, Progress, ProgressCallback, resolve_text_ids
 
 QUANTIZATIONS = ("auto", "4bit", "bf16", "fp32", "none")
 _WEIGHT_SUFFIXES = (".safetensors", ".bin", ".gguf", ".pt")
@@ -243,9 +243,7 @@ class HuggingFaceSource(EvidenceSource):
         in ``meta`` the mass on labels and both kinds of vote shares. On cancel, ``Cancelled``
         carries the finished texts' records in ``partial``."""
         labels = check_labels(labels)
-        if text_ids is not None and len(text_ids) != len(texts):
-            raise EvidenceError(f"{len(text_ids)} text ids for {len(texts)} texts: give one id per text")
-        ids = list(text_ids) if text_ids is not None else [str(i) for i in range(len(texts))]
+        ids = resolve_text_ids(texts, text_ids)
         engine = self.load()
         start = time.monotonic()
 
