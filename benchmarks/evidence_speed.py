@@ -173,6 +173,7 @@ def main() -> None:
     rows = {}
     for name in args.models:
         ours = run_in_subprocess(name, "ours", args.texts, args.threads)
+        print(f"# {name} ours: {json.dumps(ours)}", file=sys.stderr, flush=True)  # kept if the reference is stopped
         reference = run_in_subprocess(name, "reference", min(args.reference_texts, args.texts), args.threads)
         rows[name] = {"ours": ours, "reference": reference, "speedup": ours["texts_per_s"] / reference["texts_per_s"]}
         if not args.json:
