@@ -26,6 +26,7 @@ import pandas as pd
 from . import paths
 from .evidence import EvidenceRecord, EvidenceSource, PanelEvidence, Progress
 from .export import EXPORT_COLUMNS, normalize_export_frame, original_column_name
+from .loop import LoopConfig
 from .store import PROJECT_SUFFIX, SOURCE_OVERRIDE, SOURCE_SEED, ProjectStore, StoreError
 
 DEFAULT_SEED_COUNT = 50
@@ -108,21 +109,6 @@ class AnnotatorSettings:
     method: str = "molam"
     sigma: float = 0.9
     delta: float = 0.001
-    random_state: int = 0
-
-
-@dataclass(frozen=True)
-class LoopSettings:
-    """Active-learning settings the AL page edits (Algorithm 1)."""
-
-    strategy: str = "random"
-    batch_size: int = 50
-    alpha: float = 0.5
-    lambda_start: float = 0.4
-    lambda_end: float = 1.0
-    n_iterations_planned: int = 10
-    learner_mode: str = "fast"
-    backbone: str = "all-MiniLM-L6-v2"
     random_state: int = 0
 
 
@@ -637,27 +623,19 @@ class Project:
         )
 
     # ------------------------------------------------------------------ active learning
-    def loop_settings(self) -> LoopSettings:
+    def loop_settings(self) -> LoopConfig:
+        """The AL settings the dashboard last ran with (the paper's defaults before that)."""
         stored = self.store.get_setting("dashboard_loop_settings")
-        return LoopSettings(**stored) if stored else LoopSettings()
+        return LoopConfig.from_dict(stored) if stored else LoopConfig()
 
-    def _loop(self, settings: LoopSettings):
+    def _loop(self, settings: LoopConfig):
         """The AL loop over this project's store; rebuilt (resuming from the store) when settings change."""
-        from .loop import ActiveLearningLoop, LoopConfig
+        from .loop import ActiveLearningLoop
 
         completed = self._loop_cache[1].completed_iterations if self._loop_cache else 0
-        config = LoopConfig(
-            batch_size=settings.batch_size,
-            n_iterations=max(settings.n_iterations_planned, completed),
-            alpha=settings.alpha,
-            lambda_start=settings.lambda_start,
-            lambda_end=settings.lambda_end,
-            strategy=settings.strategy,
-            learner_mode=settings.learner_mode,
-            backbone=settings.backbone,
-            random_state=settings.random_state,
-        )
-        key = (json.dumps(asdict(settings), sort_keys=True), json.dumps(asdict(self.annotator_settings()), sort_keys=True))
+        # The lambda schedule spans the planned iterations; a run past the plan stays at lambda_end.
+        config = replace(settings, n_iterations=max(settings.n_iterations, completed))
+        key = (json.dumps(settings.to_dict(), sort_keys=True), json.dumps(asdict(self.annotator_settings()), sort_keys=True))
         if self._loop_cache is None or self._loop_cache[0] != key:
             self.require_evidence()
             self._require_seeds()
@@ -668,7 +646,7 @@ class Project:
     def run_iterations(
         self,
         n: int,
-        settings: LoopSettings | None = None,
+        settings: LoopConfig | None = None,
         progress: Callable[[Any], None] | None = None,
         cancel: threading.Event | None = None,
     ) -> list:
@@ -680,7 +658,7 @@ class Project:
         if n < 1:
             raise ProjectError("run at least one iteration")
         settings = settings or self.loop_settings()
-        self.store.set_setting("dashboard_loop_settings", asdict(settings))
+        self.store.set_setting("dashboard_loop_settings", settings.to_dict())
         from .encoder import EncoderError
         from .learner import LearnerError
         from .loop import LoopError

@@ -11,7 +11,8 @@ import pandas as pd
 import pytest
 
 from mollia_core.export import import_labeled, to_bytes
-from mollia_core.project import AnnotatorSettings, AnnotatorSpec, LoopSettings, Project
+from mollia_core.loop import LoopConfig
+from mollia_core.project import AnnotatorSettings, AnnotatorSpec, Project
 from project_helpers import trec_frame, trec_records
 from test_app import app, assert_no_exception, errors
 
@@ -34,7 +35,7 @@ def iterated(tmp_path_factory, trec):
         project.import_evidence_records(spec, records)
     project.take_seeds_from_column(50)
     project.fit_annotator(AnnotatorSettings(), cv=False)
-    project.run_iterations(1, LoopSettings(batch_size=BATCH))
+    project.run_iterations(1, LoopConfig(batch_size=BATCH))
     project.store.close()
     return folder / "template.mollia.sqlite"
 
@@ -99,6 +100,20 @@ def test_active_learning_page_bad_backbone_is_an_error(iterated, projects):
     next(b for b in at.button if b.label == "Next iteration").click().run(timeout=300)
     assert_no_exception(at)
     assert errors(at), "an unknown backbone must be reported in the page"
+
+
+def test_active_learning_page_switches_reach_the_loop(iterated, projects):
+    """The ablation switches (Eq. 7 discrepancy weight, Eq. 8 negative learning) are stored and used."""
+    project = _copy(iterated, projects)
+    at = app("loop", "views/4_active_learning.py")
+    next(c for c in at.checkbox if c.label.startswith("Negative learning")).uncheck()
+    next(c for c in at.checkbox if c.label.startswith("Discrepancy weight")).uncheck()
+    next(b for b in at.button if b.label == "Next iteration").click().run(timeout=300)
+    assert_no_exception(at)
+    assert not errors(at)
+    settings = project.store.get_setting("dashboard_loop_settings")
+    assert settings["negative_learning"] is False and settings["discrepancy"] is False
+    assert list(project.learning_curve()["iteration"]) == [0, 1, 2]
 
 
 def test_review_page_filters_shows_evidence_and_overrides(iterated, projects, trec):

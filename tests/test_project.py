@@ -110,7 +110,8 @@ def test_evidence_import_and_seed_accuracy(projects, trec):
 
 @pytest.mark.slow
 def test_fit_iterate_override_export_and_resume(projects, trec, tmp_path):
-    from mollia_core.project import AnnotatorSettings, LoopSettings
+    from mollia_core.loop import LoopConfig
+    from mollia_core.project import AnnotatorSettings
 
     project = _with_evidence(trec)
     with pytest.raises(ProjectError, match="no seed labels"):
@@ -123,7 +124,7 @@ def test_fit_iterate_override_export_and_resume(projects, trec, tmp_path):
     assert len(annotation) == 300 and annotation["probability"].between(0, 1).all()
     assert report.n_with_negatives == sum(bool(n) for n in annotation["negatives"])
 
-    settings = LoopSettings(batch_size=10, random_state=1)
+    settings = LoopConfig(batch_size=10, random_state=1)
     project.run_iterations(1, settings)
     curve = project.learning_curve()
     assert list(curve["iteration"]) == [0, 1]

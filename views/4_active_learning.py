@@ -7,7 +7,8 @@ import threading
 import plotly.graph_objects as go
 import streamlit as st
 
-from mollia_core.project import LoopSettings, ProjectError
+from mollia_core.loop import LoopConfig, LoopError
+from mollia_core.project import ProjectError
 from views.common import require_data, require_project, show_error
 
 st.title("Active learning")
@@ -37,7 +38,7 @@ with st.expander("Settings", expanded=not project.iterations()):
     c1, c2, c3 = st.columns(3)
     lambda_start = c1.number_input("λ start", 0.0, 5.0, settings.lambda_start, 0.1)
     lambda_end = c2.number_input("λ end", 0.0, 5.0, settings.lambda_end, 0.1)
-    planned = c3.number_input("Iterations for the λ schedule", 1, 200, settings.n_iterations_planned)
+    planned = c3.number_input("Iterations for the λ schedule", 1, 200, settings.n_iterations)
     c1, c2, c3 = st.columns(3)
     modes = ["fast", "finetune"]
     mode = c1.selectbox("Learner", modes, index=modes.index(settings.learner_mode) if settings.learner_mode in modes else 0,
@@ -45,10 +46,18 @@ with st.expander("Settings", expanded=not project.iterations()):
     backbone = c2.text_input("Backbone", settings.backbone, help="all-MiniLM-L6-v2 ships offline; any Hugging Face id "
                              "you have locally (e.g. distilbert-base-uncased) works too.")
     random_state = c3.number_input("Random state", 0, 10_000, settings.random_state)
-new_settings = LoopSettings(strategy=strategy, batch_size=int(batch), alpha=float(alpha),
-                            lambda_start=float(lambda_start), lambda_end=float(lambda_end),
-                            n_iterations_planned=int(planned), learner_mode=mode, backbone=backbone.strip(),
-                            random_state=int(random_state))
+    c1, c2 = st.columns(2)
+    negative_learning = c1.checkbox("Negative learning (λ·L_neg, Eq. 8)", settings.negative_learning)
+    discrepancy = c2.checkbox("Discrepancy weight (α for flagged labels, Eq. 7)", settings.discrepancy)
+try:
+    new_settings = LoopConfig(strategy=strategy, batch_size=int(batch), alpha=float(alpha),
+                              lambda_start=float(lambda_start), lambda_end=float(lambda_end),
+                              n_iterations=int(planned), negative_learning=negative_learning,
+                              discrepancy=discrepancy, learner_mode=mode, backbone=backbone.strip(),
+                              random_state=int(random_state))
+except LoopError as exc:
+    st.error(str(exc))
+    st.stop()
 
 summary = project.summary()
 curve = project.learning_curve()
