@@ -231,6 +231,25 @@ def test_gold_oracle_and_errors(tmp_path):
 
 
 # ---------------------------------------------------------------------- real parts, real kill
+# The first run is the real CLI with one change: the learner's third fit (iteration 2's training,
+# when the iteration is half done: queried and labeled, not trained) announces itself and blocks,
+# so the test kills the process at a known point instead of racing a fast loop with a poller.
+_GATED_RUN = """
+import sys, time, pathlib
+from mollia_core import cli, learner
+gate, calls, original_fit = pathlib.Path(sys.argv[1]), [], learner.FastLearner.fit
+def gated_fit(self, *args, **kwargs):
+    calls.append(1)
+    if len(calls) == 3:
+        gate.write_text("blocked in the training of iteration 2")
+        while True:
+            time.sleep(1)
+    return original_fit(self, *args, **kwargs)
+learner.FastLearner.fit = gated_fit
+sys.exit(cli.main(sys.argv[2:]))
+"""
+
+
 @pytest.mark.slow
 def test_kill_9_mid_iteration_then_resume_loses_nothing(tmp_path):
     """A real run (MoLAM on the paper's TREC evidence, the real encoder and strategy) in a subprocess is
@@ -247,40 +266,33 @@ def test_kill_9_mid_iteration_then_resume_loses_nothing(tmp_path):
         "output_dir": "out",
     }))
     env = {**os.environ, "MOLLIA_HOME": str(tmp_path / "home"), "PYTHONPATH": str(REPO), "HF_HUB_OFFLINE": "1"}
-    command = [sys.executable, "-m", "mollia_core", "run", "--config", str(config)]
+    cli_args = ["run", "--config", str(config)]
+    command = [sys.executable, "-m", "mollia_core", *cli_args]
     project = tmp_path / "out" / "project.mollia.sqlite"
+    gate = tmp_path / "gate"
     with open(tmp_path / "first.log", "w") as log:
-        process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=REPO)
-    store = None
-    override = None
-    killed_in = None
-    deadline = time.monotonic() + 300
+        process = subprocess.Popen(
+            [sys.executable, "-c", _GATED_RUN, str(gate), *cli_args],
+            env=env, stdout=log, stderr=subprocess.STDOUT, cwd=REPO,
+        )
     try:
-        while time.monotonic() < deadline and process.poll() is None:
-            if store is None:
-                if project.exists():
-                    candidate = ProjectStore(project)
-                    if candidate.get_setting("run_prepared"):
-                        store = candidate
-                    else:
-                        candidate.close()
-                time.sleep(0.05)
-                continue
-            last = store.last_iteration()
-            if override is None and last is not None and (last.iteration, last.status) == (1, "trained"):
-                target = next(r for r in store.annotations() if r.iteration == 1)
-                override = (target.text_index, (target.label + 1) % len(store.labels))
-                store.add_override(*override)  # committed by another process while the run goes on
-            elif override is not None and last.iteration >= 2 and last.status in ("queried", "labeled"):
-                os.kill(process.pid, signal.SIGKILL)
-                killed_in = (last.iteration, last.status)
-                break
-            time.sleep(0.002)
+        deadline = time.monotonic() + 300
+        while not gate.exists() and process.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert gate.exists(), (tmp_path / "first.log").read_text()[-3000:]
+        store = ProjectStore(project)
+        last = store.last_iteration()
+        killed_in = (last.iteration, last.status)
+        assert killed_in == (2, "labeled")
+        target = next(r for r in store.annotations() if r.iteration == 1)
+        override = (target.text_index, (target.label + 1) % len(store.labels))
+        store.add_override(*override)  # committed by another process while the run is alive
+        os.kill(process.pid, signal.SIGKILL)
     finally:
-        if process.poll() is None and killed_in is None:
+        if process.poll() is None:
             process.kill()
         process.wait()
-    assert killed_in is not None, (tmp_path / "first.log").read_text()[-3000:]
+    assert process.returncode == -signal.SIGKILL
     committed = {r.text_index: (r.label, r.source, r.iteration) for r in store.annotations()}
     overrides = store.overrides()
     queried_before = {r.iteration: r.queried for r in store.iterations()}
