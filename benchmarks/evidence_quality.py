@@ -19,11 +19,22 @@ at any time leaves all models with evidence on the same texts.
     nice -n 10 python benchmarks/evidence_quality.py collect --n 1000 --models qwen2.5-coder-1.5b  # takes the big-model lock itself
     # evaluate on every text that has evidence from all models
     python benchmarks/evidence_quality.py evaluate [--json]
+
+    # the paper's z (top-100 next-token substring sums, one pass per text) on the same texts,
+    # then evaluate: exact z against the paper's z, the same c
+    nice -n 10 python benchmarks/evidence_quality.py collect-reference --n 1000
+    python benchmarks/evidence_quality.py evaluate --z reference
+
+With ``--vote-mode sampled`` (T = 10 answers per text) each record also carries the exact
+expected vote shares computed from the same passes, so ``evaluate --vote-mode sampled`` scores
+every method twice on the same texts and the same z: c from the sampled answers (the paper's)
+and c = the expected shares. That is the comparison of the two kinds of vote shares.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import sys
@@ -38,10 +49,13 @@ if str(REPO_ROOT) not in sys.path:
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from benchmarks.annotation_accuracy import honest_accuracy, methods  # noqa: E402
-from mollia_core.evidence import PanelEvidence, PaperDataset  # noqa: E402
+from benchmarks.evidence_speed import TOP_K_REFERENCE, load_model, reference_label_scores  # noqa: E402
+from mollia_core.evidence import EvidenceRecord, EvidenceSource, PanelEvidence, PaperDataset  # noqa: E402
 from mollia_core.evidence.cache import CachedSource, EvidenceCache  # noqa: E402
 from mollia_core.evidence.embedded import EMBEDDED_MODELS, EmbeddedSource  # noqa: E402
+from mollia_core.evidence.prompt import PromptTemplate  # noqa: E402
 from mollia_core.evidence.replay import text_sha256  # noqa: E402
+from mollia_core.evidence.source import resolve_text_ids  # noqa: E402
 from mollia_core.examples import load_example  # noqa: E402
 
 DATASET = "bbc-news"
@@ -67,6 +81,50 @@ def make_source(name: str, args: argparse.Namespace) -> EmbeddedSource:
     )
 
 
+class ReferenceScores(EvidenceSource):
+    """The paper's z for each text (``evidence_speed.reference_label_scores``) as evidence records
+    with no votes, so that ``CachedSource`` keeps them (resumable, free on rerun)."""
+
+    def __init__(self, name: str, threads: int) -> None:
+        self.name, self.threads = name, threads
+        self.template = PromptTemplate()
+        self._model = None
+
+    @property
+    def cache_key(self) -> str:
+        model = EMBEDDED_MODELS[self.name]
+        return json.dumps({"reference_z": f"top{TOP_K_REFERENCE}-substring", "model": self.name,
+                           "sha256": model.sha256, "template": self.template.as_key()}, sort_keys=True)
+
+    def evidence(self, texts, labels, *, text_ids=None, progress=None, cancel=None) -> list[EvidenceRecord]:
+        if self._model is None:
+            self._model = load_model(self.name, self.threads)
+        model, tokenizer = self._model
+        records = []
+        for text_id, text in zip(resolve_text_ids(texts, text_ids), texts):
+            scores, _ = reference_label_scores(model, tokenizer, self.template, text, labels)
+            records.append(EvidenceRecord(text_id, self.name, tuple(labels), np.array(scores),
+                                          np.zeros(len(labels)), no_label_share=1.0))
+        return records
+
+    def close(self) -> None:
+        self._model = None
+
+
+def collect_reference(args: argparse.Namespace) -> None:
+    texts, ids, _, labels = load_texts(args.n)
+    cache = EvidenceCache()
+    for name in args.models:
+        source = CachedSource(ReferenceScores(name, args.threads), cache, chunk_size=25)
+        start = time.perf_counter()
+        todo = len(texts) - source.cached_count(texts, labels)
+        source.evidence(texts, labels, text_ids=ids)
+        source.close()
+        if todo:
+            seconds = time.perf_counter() - start
+            log(f"{name}: reference z for {todo} texts in {seconds:.0f} s ({seconds / todo:.2f} s/text)")
+
+
 def collect(args: argparse.Namespace) -> None:
     texts, ids, _, labels = load_texts(args.n)
     cache = EvidenceCache()
@@ -89,26 +147,49 @@ def collect(args: argparse.Namespace) -> None:
             source.close()
 
 
-def cached_panel(args: argparse.Namespace) -> tuple[PanelEvidence, np.ndarray, int]:
-    """Evidence of every model on the longest prefix of texts that all of them have cached."""
+def with_expected_votes(record: EvidenceRecord) -> EvidenceRecord:
+    """The record with c replaced by the expected vote shares computed in the same passes."""
+    expected = np.asarray(record.meta["expected_vote_shares"], dtype=float)
+    return dataclasses.replace(
+        record, vote_shares=expected, no_label_share=float(np.clip(1.0 - expected.sum(), 0.0, 1.0))
+    )
+
+
+def cached_panel(args: argparse.Namespace, votes: str = "collected") -> tuple[PanelEvidence, np.ndarray, int]:
+    """Evidence of every model on the longest prefix of texts that all of them have cached;
+    ``votes="expected"`` takes c from the records' expected vote shares; ``args.z == "reference"``
+    takes z from the paper's top-100 scoring (and keeps only texts that have it too)."""
     texts, ids, gold, labels = load_texts(args.n)
     cache = EvidenceCache()
     shas = [text_sha256(t) for t in texts]
     found = {name: cache.get_many(make_source(name, args).cache_key, shas, labels) for name in args.models}
+    reference = {}
+    if args.z == "reference":
+        reference = {name: cache.get_many(ReferenceScores(name, args.threads).cache_key, shas, labels)
+                     for name in args.models}
     n = 0
-    while n < len(shas) and all(shas[n] in found[name] for name in args.models):
+    while n < len(shas) and all(shas[n] in found[name] for name in args.models) and all(
+        shas[n] in reference[name] for name in reference
+    ):
         n += 1
     if n < 60:
         raise SystemExit(f"only {n} texts have evidence from every model: run `collect` first")
     records = [[found[name][shas[i]] for name in args.models] for i in range(n)]
+    if votes == "expected":
+        records = [[with_expected_votes(r) for r in row] for row in records]
+    if reference:
+        records = [
+            [dataclasses.replace(r, label_probs=reference[name][shas[i]].label_probs) for name, r in zip(args.models, row)]
+            for i, row in enumerate(records)
+        ]
     panel = PanelEvidence.from_records(records)
     index = {label: k for k, label in enumerate(labels)}
     return panel, np.array([index[g] for g in gold[:n]]), n
 
 
-def evaluate(args: argparse.Namespace) -> dict:
-    panel, gold, n = cached_panel(args)
-    log(f"evaluating on {n} texts with evidence from {', '.join(panel.models)}")
+def evaluate(args: argparse.Namespace, votes: str = "collected") -> dict:
+    panel, gold, n = cached_panel(args, votes)
+    log(f"evaluating on {n} texts with evidence from {', '.join(panel.models)} (z: {args.z}, c: {votes})")
     dataset = PaperDataset(name=DATASET, evidence=panel, gold=gold, texts=None)
     factories = {k: v for k, v in methods(dataset, variants=False).items() if "paper recipe" not in k}
     results = honest_accuracy(dataset, factories, args.seeds, args.n_seed_labels, log)
@@ -116,29 +197,44 @@ def evaluate(args: argparse.Namespace) -> dict:
     return results
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("command", choices=["collect", "evaluate"])
+    parser.add_argument("command", choices=["collect", "collect-reference", "evaluate"])
     parser.add_argument("--n", type=int, default=1000, help="texts (a fixed random sample of BBC News)")
     parser.add_argument("--models", nargs="+", default=list(EMBEDDED_MODELS), choices=list(EMBEDDED_MODELS))
     parser.add_argument("--vote-mode", default="expected", choices=["sampled", "expected"])
     parser.add_argument("--n-samples", type=int, default=0, help="T sampled answers (0 with --vote-mode expected)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads per process")
     parser.add_argument("--round", type=int, default=100, help="texts per round of collection")
+    parser.add_argument("--z", default="exact", choices=["exact", "reference"],
+                        help="evaluate with our exact z or the paper's top-100 z (collect-reference first)")
     parser.add_argument("--seeds", type=int, default=5, help="seed sets")
     parser.add_argument("--n-seed-labels", type=int, default=50)
     parser.add_argument("--json", action="store_true")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     if args.command == "collect":
         collect(args)
         return 0
-    results = evaluate(args)
+    if args.command == "collect-reference":
+        collect_reference(args)
+        return 0
+    # Sampled evidence also carries the expected shares: score both kinds of c on the same texts.
+    kinds = ("collected", "expected") if args.vote_mode == "sampled" else ("collected",)
+    results = {kind: evaluate(args, kind) for kind in kinds}
     if args.json:
-        print(json.dumps(results))
-    else:
-        n = results.pop("_n_texts")
-        print(f"BBC News headlines, {n} texts, {args.seeds} seed sets of {args.n_seed_labels} labels")
-        for name, r in results.items():
+        print(json.dumps(results if len(kinds) > 1 else results["collected"]))
+        return 0
+    for kind, result in results.items():
+        n = result.pop("_n_texts")
+        c_from = {"collected": f"{args.vote_mode} vote shares", "expected": "expected vote shares"}[kind]
+        z_from = {"exact": "exact z", "reference": "the paper's top-100 z"}[args.z]
+        print(f"BBC News headlines, {n} texts, {args.seeds} seed sets of {args.n_seed_labels} labels, "
+              f"{z_from}, c = {c_from}")
+        for name, r in result.items():
             print(f"  {name:40s} {r['mean']:.3f} ± {r['std']:.3f}")
     return 0
 

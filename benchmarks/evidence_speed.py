@@ -3,7 +3,7 @@
 OUR method (``mollia_core.evidence.scoring.EvidenceEngine``): the prompt's shared prefix
 prefilled once per label set; per text one prefill of the rest, the K labels scored
 exactly in one batch on the cached prompt (Eq. 1), T = 10 answers of at most 8 tokens
-sampled in one batch on the same cache (Eq. 2).
+sampled in one batch on the same cache (Eq. 2); ``--batch-size`` texts share each pass.
 
 The REFERENCE recipe (the paper's code, as DESIGN §1 describes it): per text, 10
 free-form generations of up to 800 new tokens at temperature 0.7 / top-p 0.9
@@ -64,8 +64,10 @@ def load_model(name: str, threads: int):
     return model, tokenizer
 
 
-def reference_evidence(model, tokenizer, template, text: str, labels, settings) -> tuple[list[float], list[str]]:
-    """The reference recipe for one text: top-100 substring scores and 10 long generations."""
+def reference_label_scores(model, tokenizer, template, text: str, labels) -> tuple[list[float], "torch.Tensor"]:
+    """The reference z for one text: one pass over the prompt, the top-100 next-token
+    probabilities summed per label whose text contains the token's (not a probability vector:
+    one token can count for several labels). -> (scores, the prompt's token ids)."""
     import torch
 
     chat = template.uses_chat(tokenizer)
@@ -73,13 +75,22 @@ def reference_evidence(model, tokenizer, template, text: str, labels, settings) 
     ids = torch.tensor([tokenizer(prompt, add_special_tokens=not chat)["input_ids"]])
     with torch.inference_mode():
         probs = torch.softmax(model(input_ids=ids).logits[0, -1].float(), -1)
-        top = probs.topk(TOP_K_REFERENCE)
-        scores = [0.0] * len(labels)
-        for p, token in zip(top.values.tolist(), tokenizer.batch_decode([[t] for t in top.indices.tolist()])):
-            piece = token.strip().lower()
-            for k, label in enumerate(labels):
-                if piece and piece in label.lower():
-                    scores[k] += p
+    top = probs.topk(TOP_K_REFERENCE)
+    scores = [0.0] * len(labels)
+    for p, token in zip(top.values.tolist(), tokenizer.batch_decode([[t] for t in top.indices.tolist()])):
+        piece = token.strip().lower()
+        for k, label in enumerate(labels):
+            if piece and piece in label.lower():
+                scores[k] += p
+    return scores, ids
+
+
+def reference_evidence(model, tokenizer, template, text: str, labels, settings) -> tuple[list[float], list[str]]:
+    """The reference recipe for one text: top-100 substring scores and 10 long generations."""
+    import torch
+
+    scores, ids = reference_label_scores(model, tokenizer, template, text, labels)
+    with torch.inference_mode():
         out = model.generate(
             input_ids=ids,
             attention_mask=torch.ones_like(ids),
@@ -95,7 +106,7 @@ def reference_evidence(model, tokenizer, template, text: str, labels, settings) 
     return scores, answers
 
 
-def worker(name: str, method: str, n_texts: int, threads: int) -> dict:
+def worker(name: str, method: str, n_texts: int, threads: int, batch_size: int) -> dict:
     """Run one method on one model in this process; return its figures."""
     import numpy as np
     import torch
@@ -113,7 +124,7 @@ def worker(name: str, method: str, n_texts: int, threads: int) -> dict:
     new_tokens = []
     start = time.perf_counter()
     if method == "ours":
-        engine = EvidenceEngine(model, tokenizer, template, settings, n_threads=threads)
+        engine = EvidenceEngine(model, tokenizer, template, settings, n_threads=threads, batch_size=batch_size)
         engine._stops()  # one-off vocabulary scan, part of loading
         start = time.perf_counter()
         results = engine.score_texts(texts, labels, random_state=0)
@@ -135,6 +146,7 @@ def worker(name: str, method: str, n_texts: int, threads: int) -> dict:
         "method": method,
         "texts": len(texts),
         "threads": threads,
+        "batch_size": batch_size if method == "ours" else None,
         "load_s": round(load_s, 2),
         "seconds": round(elapsed, 2),
         "texts_per_s": len(texts) / elapsed,
@@ -146,9 +158,9 @@ def worker(name: str, method: str, n_texts: int, threads: int) -> dict:
     }
 
 
-def run_in_subprocess(name: str, method: str, n_texts: int, threads: int) -> dict:
+def run_in_subprocess(name: str, method: str, n_texts: int, threads: int, batch_size: int) -> dict:
     command = [sys.executable, __file__, "--worker", name, "--method", method, "--texts", str(n_texts),
-               "--threads", str(threads)]
+               "--threads", str(threads), "--batch-size", str(batch_size)]
     if name in BIG_MODELS:
         command = ["flock", "/tmp/mollia-bigmodel.lock"] + command
     done = subprocess.run(command, capture_output=True, text=True, cwd=REPO)
@@ -163,18 +175,21 @@ def main() -> None:
     parser.add_argument("--texts", type=int, default=200, help="texts for our method")
     parser.add_argument("--reference-texts", type=int, default=20, help="first texts for the (slow) reference")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--batch-size", type=int, default=8, help="texts per model pass for our method")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument("--worker", choices=MODELS, help=argparse.SUPPRESS)
     parser.add_argument("--method", choices=("ours", "reference"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
-        print(json.dumps(worker(args.worker, args.method, args.texts, args.threads)))
+        print(json.dumps(worker(args.worker, args.method, args.texts, args.threads, args.batch_size)))
         return
     rows = {}
     for name in args.models:
-        ours = run_in_subprocess(name, "ours", args.texts, args.threads)
+        ours = run_in_subprocess(name, "ours", args.texts, args.threads, args.batch_size)
         print(f"# {name} ours: {json.dumps(ours)}", file=sys.stderr, flush=True)  # kept if the reference is stopped
-        reference = run_in_subprocess(name, "reference", min(args.reference_texts, args.texts), args.threads)
+        reference = run_in_subprocess(
+            name, "reference", min(args.reference_texts, args.texts), args.threads, args.batch_size
+        )
         rows[name] = {"ours": ours, "reference": reference, "speedup": ours["texts_per_s"] / reference["texts_per_s"]}
         if not args.json:
             print(

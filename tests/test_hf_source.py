@@ -25,7 +25,8 @@ def smollm2_folder():
 
 @pytest.fixture(scope="module")
 def smollm2_source(smollm2_folder):
-    source = HuggingFaceSource(smollm2_folder, quantization="bf16", n_threads=1, name="smollm2")
+    # batch_size 2: the three texts go through the model as a batch of 2 and a batch of 1.
+    source = HuggingFaceSource(smollm2_folder, quantization="bf16", n_threads=1, name="smollm2", batch_size=2)
     yield source
     source.close()
 
@@ -81,7 +82,7 @@ def test_evidence_records_progress_and_close(smollm2_source):
     seen = []
     records = smollm2_source.evidence(TEXTS, LABELS, text_ids=["a", "b", "c"], progress=seen.append)
     assert [r.text_id for r in records] == ["a", "b", "c"]
-    assert [p.done for p in seen] == [1, 2, 3] and all(p.total == 3 for p in seen)
+    assert [p.done for p in seen] == [2, 3] and all(p.total == 3 for p in seen)  # reported per batch
     for record in records:
         assert record.model == "smollm2" and record.labels == LABELS
         assert record.label_probs.sum() == pytest.approx(1.0) and np.all(record.label_probs >= 0)
@@ -96,16 +97,16 @@ def test_evidence_records_progress_and_close(smollm2_source):
 
 
 @pytest.mark.slow
-def test_cancel_between_texts_keeps_the_finished_ones(smollm2_source):
+def test_cancel_between_batches_keeps_the_finished_ones(smollm2_source):
     cancel = threading.Event()
 
-    def stop_after_first(progress):
-        if progress.done == 1:
+    def stop_after_first_batch(progress):
+        if progress.done == 2:
             cancel.set()
 
     with pytest.raises(Cancelled) as raised:
-        smollm2_source.evidence(TEXTS, LABELS, progress=stop_after_first, cancel=cancel)
-    assert [r.text_id for r in raised.value.partial] == ["0"]
+        smollm2_source.evidence(TEXTS, LABELS, progress=stop_after_first_batch, cancel=cancel)
+    assert [r.text_id for r in raised.value.partial] == ["0", "1"]
 
 
 @pytest.mark.slow

@@ -30,6 +30,7 @@ SECTIONS = (
     "## Fig. 10 / 11: sensitivity to lambda and alpha",
     "## Cost per iteration",
     "## Where the paper's evidence does not reach",
+    "## Exact label scoring and vote shares: ours against the paper's (BBC News, embedded LLMs)",
 )
 
 
@@ -127,3 +128,16 @@ def check_reduced_report(out: Path) -> None:
     cost = _table_rows(markdown, "## Cost per iteration")
     assert [r[0] for r in cost] == list(reproduce.MODES["reduced"].strategies)
     assert all(_mean(r[5]) > 0 and float(r[6]) > 100 for r in cost)
+
+
+def test_exact_scoring_section_says_how_to_make_missing_evidence(tmp_path, monkeypatch):
+    """Without the embedded panel's BBC evidence in the cache (as in CI) the section names the
+    commands that make it instead of failing or printing numbers it does not have."""
+    monkeypatch.setenv("MOLLIA_HOME", str(tmp_path / "home"))
+    report = reproduce.Report(tmp_path / "out")
+    reproduce.section_exact_scoring(report, reproduce.MODES["reduced"])
+    text = "\n".join(report.parts)
+    assert "Not computed here" in text and "only 0 texts have evidence" in text
+    assert "evidence_quality.py collect --n 1000 --vote-mode sampled" in text
+    assert "evidence_quality.py collect-reference" in text
+    assert not report.summary and not list((tmp_path / "out" / "figures").iterdir())

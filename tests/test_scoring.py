@@ -147,6 +147,45 @@ def test_sampling_distribution_keeps_the_top_p_nucleus():
     np.testing.assert_allclose(sharp.numpy(), np.array([0.25, 0.09, 0.0225, 0.0025]) / 0.365, atol=1e-6)
 
 
+@pytest.mark.slow
+def test_batched_texts_give_the_evidence_of_single_texts(smollm2):
+    """Texts of different lengths in one padded batch get the z, expected c and answers they get
+    alone (fp32: equal up to float rounding), and the cancel/progress contract holds per batch."""
+    model, tokenizer = smollm2
+    texts = [TEXT, "Why ?", "What is the capital of the country that won the most gold medals in 2008 ?", "Stocks fell."]
+    single = EvidenceEngine(model, tokenizer, n_threads=1, batch_size=1)
+    batched = EvidenceEngine(model, tokenizer, n_threads=1, batch_size=3)
+    done = []
+    alone = single.score_texts(texts, LABELS, random_state=5)
+    together = batched.score_texts(texts, LABELS, random_state=5, on_text_done=done.append)
+    assert done == [3, 4]
+    # Without a shared-prefix cache (a template that starts with the text) the pads lead the rows.
+    for engine in (single, batched):
+        engine._prepare(LABELS).prefix_cache = None
+    no_prefix = batched.score_texts(texts, LABELS, random_state=5)
+    for a, b, c in zip(alone, together, no_prefix):
+        for other in (b, c):
+            np.testing.assert_allclose(other.label_probs, a.label_probs, atol=1e-5)
+            np.testing.assert_allclose(other.sequence_probs, a.sequence_probs, rtol=1e-4)
+            np.testing.assert_allclose(other.expected_vote_shares, a.expected_vote_shares, atol=1e-5)
+            assert other.answers == a.answers
+    with pytest.raises(EvidenceError, match="batch_size"):
+        EvidenceEngine(model, tokenizer, batch_size=0)
+
+
+def test_sampling_distribution_partial_sort_equals_the_full_sort():
+    """The top-k shortcut gives the full sort's nucleus, also for flat rows that need the fallback."""
+    generator = torch.Generator().manual_seed(0)
+    peaked = torch.randn(3, 5000, generator=generator) * 6
+    flat = torch.randn(2, 5000, generator=generator) * 0.01
+    for logits in (peaked, flat, torch.cat([peaked, flat])):
+        for temperature, top_p in ((0.7, 0.9), (1.0, 0.5), (0.3, 0.99)):
+            fast = sampling_distribution(logits, temperature, top_p, candidates=64)
+            full = sampling_distribution(logits, temperature, top_p, candidates=logits.shape[-1])
+            torch.testing.assert_close(fast, full)
+            assert torch.allclose(fast.sum(-1), torch.ones(len(logits)))
+
+
 def test_common_prefix_length():
     assert common_prefix_length([1, 2, 3], [1, 2, 4, 5]) == 2
     assert common_prefix_length([], [1]) == 0

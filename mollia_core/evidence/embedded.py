@@ -356,7 +356,7 @@ class EmbeddedSource(EvidenceSource):
     machine-wide big-model lock, taken when it loads and released by ``close()``.
     """
 
-    def __init__(self, name: str, *, n_threads: int | None = None, **kwargs: Any) -> None:
+    def __init__(self, name: str, *, n_threads: int | None = None, batch_size: int = 8, **kwargs: Any) -> None:
         self.model = embedded_model(name)
         self.name = kwargs.pop("name", None) or self.model.name
         for fixed in ("model", "gguf_file", "quantization", "chat", "fingerprint"):
@@ -365,6 +365,7 @@ class EmbeddedSource(EvidenceSource):
         self.template: PromptTemplate = kwargs.pop("template", None) or PromptTemplate()
         self.random_state: int = kwargs.pop("random_state", 0)
         self.n_threads = n_threads
+        self.batch_size = batch_size
         self.settings = DecodingSettings(**kwargs)  # validates the decoding settings now, not at first use
         self._inner: EvidenceSource | None = None
         self._lock: contextlib.ExitStack | None = None
@@ -402,6 +403,7 @@ class EmbeddedSource(EvidenceSource):
                 chat=self.model.chat,
                 fingerprint=self.model.sha256,
                 n_threads=self.n_threads,
+                batch_size=self.batch_size,
                 **self.settings.as_key(),
             )
         return self._inner

@@ -65,6 +65,8 @@ class HuggingFaceSource(EvidenceSource):
     fingerprint:  what identifies the weights in the cache key (e.g. a verified sha256); default:
                   the hub commit, or the folder's config and weight file sizes.
     n_threads:    torch CPU threads (default: ``scoring.default_threads()``).
+    batch_size:   texts per model pass (default 8; not part of the cache key: it changes nothing
+                  but float rounding).
     """
 
     def __init__(
@@ -85,6 +87,7 @@ class HuggingFaceSource(EvidenceSource):
         chat: bool | None = None,
         fingerprint: str | None = None,
         n_threads: int | None = None,
+        batch_size: int = 8,
     ) -> None:
         if quantization not in QUANTIZATIONS:
             raise EvidenceError(f"quantization must be one of {QUANTIZATIONS}, not {quantization!r}")
@@ -98,6 +101,7 @@ class HuggingFaceSource(EvidenceSource):
         self.revision = revision
         self.chat = chat
         self.n_threads = n_threads
+        self.batch_size = batch_size
         self.name = name or Path(self.model_id.rstrip("/")).name
         self._fingerprint = fingerprint
         self._location: tuple[str, str] | None = None  # (path or id to load, revision/fingerprint)
@@ -212,7 +216,9 @@ class HuggingFaceSource(EvidenceSource):
             raise EvidenceError(f"could not load model {self.model_id}: {error}") from None
         if "device_map" not in kwargs:
             model = model.to(device)
-        self._engine = EvidenceEngine(model, tokenizer, self.template, self.settings, self.chat, self.n_threads)
+        self._engine = EvidenceEngine(
+            model, tokenizer, self.template, self.settings, self.chat, self.n_threads, self.batch_size
+        )
         return self._engine
 
     def close(self) -> None:

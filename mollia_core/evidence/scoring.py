@@ -2,16 +2,18 @@
 vote shares of sampled answers (Eq. 2), with the prompt's KV cache shared by every step.
 
 Per label set, the part of the prompt before the text (instructions and label list) is
-prefilled once and its KV cache kept. Per text:
+prefilled once and its KV cache kept. Texts go through the model ``batch_size`` at a time
+(on a CPU each pass reads every weight once, whatever the batch; the rows of different
+lengths are padded and masked). Per batch:
 
-1. copy that cache and prefill only the rest of the prompt (the text and the chat
-   template's tail) -> the next-token logits where the answer starts;
-2. z (Eq. 1): the K label token sequences go through the model in ONE batch on a copy of
-   the prompt cache (expanded to K rows, right-padded), so P(label | prompt) is the exact
+1. copy that cache and prefill only the rest of each prompt (the text and the chat
+   template's tail, left-padded) -> the next-token logits where each answer starts;
+2. z (Eq. 1): each text's K label token sequences go through the model in ONE batch on a copy
+   of the prompt cache (expanded to K rows per text, right-padded), so P(label | prompt) is the exact
    product of its tokens' probabilities and labels sharing a first token are told apart.
    ``sequence_probs`` keeps the raw probabilities (their sum is the "mass on labels"),
    ``label_probs`` renormalises them over the label set;
-3. c (Eq. 2): T answers are sampled in ONE batch on the prompt cache expanded to T rows
+3. c (Eq. 2): T answers per text are sampled in ONE batch on the prompt cache expanded to T rows
    (temperature, top-p, a few tokens, stopping at an end token or the end of the first
    line) and parsed with ``parsing.parse_answer``;
 4. expected vote shares, from the same label pass at no extra model cost: the probability
@@ -109,17 +111,26 @@ class TextEvidence:
         return float(np.clip(1.0 - self.vote_shares.sum(), 0.0, 1.0))
 
 
-def sampling_distribution(logits: torch.Tensor, temperature: float, top_p: float) -> torch.Tensor:
+def sampling_distribution(
+    logits: torch.Tensor, temperature: float, top_p: float, candidates: int = 256
+) -> torch.Tensor:
     """The distribution the sampler draws from: softmax(logits / T) restricted to the
-    smallest set of most likely tokens holding at least ``top_p`` of the mass, renormalised."""
+    smallest set of most likely tokens holding at least ``top_p`` of the mass, renormalised.
+
+    The nucleus is found among the ``candidates`` most likely tokens (a partial sort; a full
+    sort of a 150k-262k vocabulary per row costs more than the model's forward pass on a CPU);
+    when some row's nucleus does not fit there, the full sort is used, so the result is exact."""
     probs = torch.softmax(logits.float() / temperature, dim=-1)
     if top_p >= 1.0:
         return probs
-    sorted_probs, order = probs.sort(dim=-1, descending=True)
-    mass_before = sorted_probs.cumsum(dim=-1) - sorted_probs
-    sorted_probs = sorted_probs.masked_fill(mass_before >= top_p, 0.0)
-    kept = torch.zeros_like(probs).scatter_(-1, order, sorted_probs)
-    return kept / kept.sum(dim=-1, keepdim=True)
+    flat = probs.reshape(-1, probs.shape[-1])
+    top_values, top_index = flat.topk(min(candidates, flat.shape[-1]), dim=-1)
+    if not bool((top_values.sum(dim=-1) >= top_p).all()):  # a flat row: its nucleus needs more tokens
+        top_values, top_index = flat.sort(dim=-1, descending=True)
+    mass_before = top_values.cumsum(dim=-1) - top_values
+    kept_values = top_values.masked_fill(mass_before >= top_p, 0.0)
+    kept = torch.zeros_like(flat).scatter_(-1, top_index, kept_values)
+    return (kept / kept.sum(dim=-1, keepdim=True)).reshape(probs.shape)
 
 
 def default_threads() -> int:
@@ -145,6 +156,27 @@ def common_prefix_length(a: Sequence[int], b: Sequence[int]) -> int:
     return n
 
 
+def _sliding_window(config: Any) -> int | None:
+    """The attention window of a model with sliding-window layers (Gemma 3), else None."""
+    layer_types = getattr(config, "layer_types", None) or ()
+    return getattr(config, "sliding_window", None) if "sliding_attention" in layer_types else None
+
+
+@dataclass
+class _PromptBatch:
+    """A batch of prefilled prompts: next-token logits, the cache, and (when the rows were
+    padded) the attention mask over the cache and each row's next position id."""
+
+    last_logits: torch.Tensor  # (texts, vocabulary)
+    cache: Any
+    attention_mask: torch.Tensor | None
+    next_position: torch.Tensor  # (texts,)
+
+    @property
+    def size(self) -> int:
+        return self.last_logits.shape[0]
+
+
 @dataclass
 class _PreparedLabels:
     """Token sequences and the shared-prefix cache of one label set."""
@@ -162,6 +194,8 @@ class EvidenceEngine:
 
     chat: whether the model gets its chat template (None: if the tokenizer has one).
     n_threads: torch CPU threads, set explicitly (default: ``default_threads()``).
+    batch_size: texts per model pass in ``score_texts`` (one read of the weights serves them all;
+                results do not depend on it beyond float rounding).
     """
 
     def __init__(
@@ -172,8 +206,12 @@ class EvidenceEngine:
         settings: DecodingSettings | None = None,
         chat: bool | None = None,
         n_threads: int | None = None,
+        batch_size: int = 8,
     ) -> None:
+        if batch_size < 1:
+            raise EvidenceError(f"batch_size must be >= 1, not {batch_size}")
         self.model = model.eval()
+        self.batch_size = batch_size
         self.tokenizer = tokenizer
         self.template = template or PromptTemplate()
         self.settings = settings or DecodingSettings()
@@ -246,9 +284,11 @@ class EvidenceEngine:
     def _tensor(self, rows: list[list[int]]) -> torch.Tensor:
         return torch.tensor(rows, dtype=torch.long, device=self.device)
 
-    def _prompt_pass(self, ids: list[int], prepared: _PreparedLabels) -> tuple[torch.Tensor, Any]:
-        """Prefill the prompt, reusing the shared prefix's cache; -> (next-token logits, cache)."""
-        reused = min(common_prefix_length(prepared.prefix_ids, ids), len(ids) - 1)
+    def _prompt_pass(self, prompts: list[list[int]], prepared: _PreparedLabels) -> _PromptBatch:
+        """Prefill the prompts of a batch of texts, reusing the shared prefix's cache. The rest of
+        each prompt is left-padded to a common width (the pads masked out, positions counted
+        over real tokens only), so every row's next token comes at the same column."""
+        reused = min(min(common_prefix_length(prepared.prefix_ids, ids), len(ids) - 1) for ids in prompts)
         cache = None
         if prepared.prefix_cache is not None and reused > 0:
             cache = copy.deepcopy(prepared.prefix_cache)
@@ -258,8 +298,42 @@ class EvidenceEngine:
                 cache = None
         if cache is None:
             cache, reused = self._new_cache(), 0
-        out = self.model(input_ids=self._tensor([ids[reused:]]), cache=cache, use_cache=True, logits_to_keep=1)
-        return out.logits[0, -1].float(), cache
+        elif len(prompts) > 1:
+            cache.batch_repeat_interleave(len(prompts))
+        rests = [ids[reused:] for ids in prompts]
+        width = max(len(rest) for rest in rests)
+        pads = [width - len(rest) for rest in rests]
+        inputs = self._tensor([[rest[0]] * pad + rest for rest, pad in zip(rests, pads)])
+        lengths = torch.tensor([len(rest) for rest in rests], device=self.device)
+        attention_mask = position_ids = None
+        if any(pads):
+            pad_mask = torch.arange(width, device=self.device)[None, :] >= torch.tensor(pads, device=self.device)[:, None]
+            attention_mask = torch.cat(
+                [torch.ones(len(prompts), reused, dtype=torch.long, device=self.device), pad_mask.long()], dim=1
+            )
+            position_ids = reused + (pad_mask.cumsum(dim=1) - 1).clamp(min=0)
+        out = self.model(
+            input_ids=inputs, attention_mask=attention_mask, position_ids=position_ids,
+            cache=cache, use_cache=True, logits_to_keep=1,
+        )
+        return _PromptBatch(out.logits[:, -1].float(), cache, attention_mask, reused + lengths)
+
+    def _continue(self, batch: _PromptBatch, repeats: int, cache: Any, inputs: torch.Tensor, step: int):
+        """One forward pass of ``inputs`` (rows: each prompt ``repeats`` times, in order) on
+        ``cache``, ``step`` tokens after the prompts; -> logits of every input position."""
+        attention_mask = position_ids = None
+        if batch.attention_mask is not None:
+            done = step + inputs.shape[1]
+            attention_mask = torch.cat(
+                [batch.attention_mask.repeat_interleave(repeats, dim=0),
+                 torch.ones(inputs.shape[0], done, dtype=torch.long, device=self.device)], dim=1,
+            )
+            position_ids = (batch.next_position.repeat_interleave(repeats) + step)[:, None] + torch.arange(
+                inputs.shape[1], device=self.device
+            )
+        return self.model(
+            input_ids=inputs, attention_mask=attention_mask, position_ids=position_ids, cache=cache, use_cache=True
+        ).logits
 
     def _stops(self) -> tuple[set[int], torch.Tensor]:
         """Token ids that end an answer, and a vocabulary mask of them plus newline tokens."""
@@ -282,44 +356,52 @@ class EvidenceEngine:
             self._stop_ids, self._stop_mask = ids, mask.to(self.device)
         return self._stop_ids, self._stop_mask
 
-    def _label_pass(
-        self, last_logits: torch.Tensor, cache: Any, prepared: _PreparedLabels
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """Eq. 1 in one batch: -> (log P(label tokens | prompt) per label, expected vote share per label)."""
-        rows = prepared.rows
-        lengths = [len(r) for r in rows]
-        width = max(lengths)
+    def _label_pass(self, batch: _PromptBatch, prepared: _PreparedLabels) -> tuple[np.ndarray, np.ndarray]:
+        """Eq. 1 for every text of the batch in one pass (each text's label rows on its prompt's
+        cache): -> (log P(label tokens | prompt), expected vote share), both (texts, labels)."""
+        rows, n_texts = prepared.rows, batch.size
+        width = max(len(r) for r in rows)
         padded = [r + [r[-1]] * (width - len(r)) for r in rows]  # right padding never reaches real tokens
-        batch_cache = copy.deepcopy(cache)
-        batch_cache.batch_repeat_interleave(len(rows))
-        out = self.model(input_ids=self._tensor(padded), cache=batch_cache, use_cache=True)
-        # logits[:, t] predicts token t of the row; logits[:, len] predicts what follows the label.
-        logits = torch.cat([last_logits.expand(len(rows), 1, -1), out.logits.float()], dim=1)
-        log_probs = torch.log_softmax(logits, dim=-1)
-        sample_probs = sampling_distribution(logits, self.settings.temperature, self.settings.top_p)
+        label_cache = copy.deepcopy(batch.cache)
+        label_cache.batch_repeat_interleave(len(rows))
+        logits = self._continue(batch, len(rows), label_cache, self._tensor(padded * n_texts), step=0)
         _, stop_mask = self._stops()
         n_labels = len(prepared.labels)
-        log_sequence = np.zeros(n_labels)
-        expected = np.zeros(n_labels)
-        for r, (tokens, k) in enumerate(zip(rows, prepared.row_label)):
-            positions = torch.arange(len(tokens))
-            token_ids = torch.tensor(tokens)
-            p_answer = sample_probs[r, positions, token_ids].prod() * sample_probs[r, len(tokens)][stop_mask].sum()
-            expected[k] += float(p_answer)
-            if r < n_labels:  # canonical spelling: Eq. 1
-                log_sequence[k] = float(log_probs[r, positions, token_ids].sum())
+        log_sequence = np.zeros((n_texts, n_labels))
+        expected = np.zeros((n_texts, n_labels))
+        for t in range(n_texts):  # one text at a time: full-vocabulary tensors stay small
+            # text_logits[:, j] predicts token j of the row; [:, len] predicts what follows the label.
+            text_logits = torch.cat(
+                [batch.last_logits[t].expand(len(rows), 1, -1), logits[t * len(rows) : (t + 1) * len(rows)].float()],
+                dim=1,
+            )
+            log_probs = torch.log_softmax(text_logits, dim=-1)
+            sample_probs = sampling_distribution(text_logits, self.settings.temperature, self.settings.top_p)
+            for r, (tokens, k) in enumerate(zip(rows, prepared.row_label)):
+                positions = torch.arange(len(tokens))
+                token_ids = torch.tensor(tokens)
+                p_answer = sample_probs[r, positions, token_ids].prod() * sample_probs[r, len(tokens)][stop_mask].sum()
+                expected[t, k] += float(p_answer)
+                if r < n_labels:  # canonical spelling: Eq. 1
+                    log_sequence[t, k] = float(log_probs[r, positions, token_ids].sum())
         return log_sequence, np.clip(expected, 0.0, 1.0)
 
-    def _sample(self, last_logits: torch.Tensor, cache: Any, seed: int) -> tuple[str, ...]:
-        """T answers in one batch on the prompt cache (consumes ``cache``)."""
+    def _sample(self, batch: _PromptBatch, seeds: Sequence[int]) -> list[tuple[str, ...]]:
+        """T answers per text, all in one batch on the prompts' cache (consumes it). Each text
+        draws from its own generator, so its answers do not depend on the batch it is in."""
         settings, n = self.settings, self.settings.n_samples
-        generator = torch.Generator(device=self.device).manual_seed(seed)
+        generators = [torch.Generator(device=self.device).manual_seed(seed) for seed in seeds]
         stop_ids, _ = self._stops()
-        probs = sampling_distribution(last_logits, settings.temperature, settings.top_p)
-        next_tokens = torch.multinomial(probs, n, replacement=True, generator=generator).tolist()
-        tokens: list[list[int]] = [[] for _ in range(n)]
-        answers: list[str | None] = [None] * n
-        cache.batch_repeat_interleave(n)
+        first = sampling_distribution(batch.last_logits, settings.temperature, settings.top_p)
+        next_tokens = [
+            token
+            for t, generator in enumerate(generators)
+            for token in torch.multinomial(first[t], n, replacement=True, generator=generator).tolist()
+        ]
+        rows = len(next_tokens)
+        tokens: list[list[int]] = [[] for _ in range(rows)]
+        answers: list[str | None] = [None] * rows
+        batch.cache.batch_repeat_interleave(n)
         for step in range(settings.max_new_tokens):
             for i, token in enumerate(next_tokens):
                 if answers[i] is not None:
@@ -334,37 +416,63 @@ class EvidenceEngine:
                     answers[i] = first_line
             if all(a is not None for a in answers) or step == settings.max_new_tokens - 1:
                 break
-            out = self.model(input_ids=self._tensor([[t] for t in next_tokens]), cache=cache, use_cache=True)
-            probs = sampling_distribution(out.logits[:, -1], settings.temperature, settings.top_p)
-            next_tokens = torch.multinomial(probs, 1, generator=generator)[:, 0].tolist()
-        return tuple(
+            logits = self._continue(batch, n, batch.cache, self._tensor([[t] for t in next_tokens]), step)
+            probs = sampling_distribution(logits[:, -1], settings.temperature, settings.top_p)
+            next_tokens = [
+                token
+                for t, generator in enumerate(generators)
+                for token in torch.multinomial(probs[t * n : (t + 1) * n], 1, generator=generator)[:, 0].tolist()
+            ]
+        finished = [
             (a if a is not None else self.tokenizer.decode(t, skip_special_tokens=True)).strip()
             for a, t in zip(answers, tokens)
-        )
+        ]
+        return [tuple(finished[t * n : (t + 1) * n]) for t in range(len(seeds))]
 
     # ----- public -----------------------------------------------------------------------------
 
     def score_text(self, text: str, labels: Sequence[str], random_state: int = 0) -> TextEvidence:
         """Evidence for one text (z, sampled and expected c, raw answers)."""
+        return self._score_batch([text], labels, random_state)[0]
+
+    def _batches(self, prompts: list[list[int]]) -> list[list[int]]:
+        """Index groups of at most ``batch_size`` consecutive texts. On a model with sliding-window
+        layers a group is split into single texts when padding could push a row past the window
+        (the mask counts columns, pads included)."""
+        window = _sliding_window(self.model.config)
+        margin = self.settings.max_new_tokens + 8
+        groups: list[list[int]] = []
+        for start in range(0, len(prompts), self.batch_size):
+            group = list(range(start, min(start + self.batch_size, len(prompts))))
+            if window is not None and max(len(prompts[i]) for i in group) + margin >= window:
+                groups.extend([i] for i in group)
+            else:
+                groups.append(group)
+        return groups
+
+    def _score_batch(self, texts: Sequence[str], labels: Sequence[str], random_state: int) -> list[TextEvidence]:
         prepared = self._prepare(labels)
         with torch.inference_mode():
-            last_logits, cache = self._prompt_pass(self.prompt_ids(text, prepared.labels), prepared)
-            log_sequence, expected = self._label_pass(last_logits, cache, prepared)
-            answers: tuple[str, ...] = ()
+            batch = self._prompt_pass([self.prompt_ids(text, prepared.labels) for text in texts], prepared)
+            log_sequence, expected = self._label_pass(batch, prepared)
+            answers: list[tuple[str, ...]] = [()] * len(texts)
             if self.settings.n_samples > 0:
-                answers = self._sample(last_logits, cache, text_seed(random_state, text))
-        # Renormalise in log space: raw probabilities of long labels can underflow.
-        z = np.exp(log_sequence - log_sequence.max())
-        z /= z.sum()
-        sampled = vote_shares(answers, prepared.labels)[0] if answers else np.zeros(len(prepared.labels))
-        return TextEvidence(
-            label_probs=z,
-            sequence_probs=np.exp(log_sequence),
-            sampled_vote_shares=np.asarray(sampled, dtype=float),
-            expected_vote_shares=expected,
-            answers=answers,
-            vote_mode=self.settings.vote_mode,
-        )
+                answers = self._sample(batch, [text_seed(random_state, text) for text in texts])
+        results = []
+        for t in range(len(texts)):
+            # Renormalise in log space: raw probabilities of long labels can underflow.
+            z = np.exp(log_sequence[t] - log_sequence[t].max())
+            z /= z.sum()
+            sampled = vote_shares(answers[t], prepared.labels)[0] if answers[t] else np.zeros(len(prepared.labels))
+            results.append(TextEvidence(
+                label_probs=z,
+                sequence_probs=np.exp(log_sequence[t]),
+                sampled_vote_shares=np.asarray(sampled, dtype=float),
+                expected_vote_shares=expected[t],
+                answers=answers[t],
+                vote_mode=self.settings.vote_mode,
+            ))
+        return results
 
     def score_texts(
         self,
@@ -374,15 +482,17 @@ class EvidenceEngine:
         on_text_done: Callable[[int], None] | None = None,
         cancel: threading.Event | None = None,
     ) -> list[TextEvidence]:
-        """Evidence for each text in order; checks ``cancel`` between texts and raises ``Cancelled``
-        with the finished texts' evidence in its ``partial`` attribute."""
-        results = []
-        for i, text in enumerate(texts):
+        """Evidence for each text in order, ``batch_size`` texts per model pass; checks ``cancel``
+        between batches and raises ``Cancelled`` with the finished texts' evidence in its
+        ``partial`` attribute."""
+        labels = self._prepare(labels).labels
+        results: list[TextEvidence] = []
+        for group in self._batches([self.prompt_ids(text, labels) for text in texts]):
             if cancel is not None and cancel.is_set():
-                stop = Cancelled(f"cancelled after {i} of {len(texts)} texts")
+                stop = Cancelled(f"cancelled after {len(results)} of {len(texts)} texts")
                 stop.partial = results  # the texts done before the cancel, for callers that cache them
                 raise stop
-            results.append(self.score_text(text, labels, random_state))
+            results.extend(self._score_batch([texts[i] for i in group], labels, random_state))
             if on_text_done is not None:
-                on_text_done(i + 1)
+                on_text_done(len(results))
         return results
