@@ -628,6 +628,21 @@ def section_exact_scoring(report: Report, mode: Mode) -> None:
     bar_chart(report.figure("bbc_scoring.png", "exact vs the paper's label scoring, sampled vs expected votes"),
               chart, "accuracy", f"BBC News headlines, {n_texts} texts, embedded LLMs")
     default, paper_z = results["exact z, sampled c (default)"], results["paper's z, sampled c"]
+    expected = results["exact z, expected c"]
+    exact_m, paper_m, expected_m = (r["MoLAM"]["mean"] for r in (default, paper_z, expected))
+    report.add(
+        f"**What each change buys here.** Exact z {'raises' if exact_m > paper_m else 'lowers'} MoLAM's accuracy "
+        f"from {paper_m:.3f} (the paper's z) to {exact_m:.3f}; expected instead of sampled vote shares gives "
+        f"{expected_m:.3f} against {exact_m:.3f}, at no sampling cost. Exact z is a probability vector and tells "
+        "apart labels that share a first token (the paper's rule counts one token for every label containing it; "
+        "its z of the paper's LLMs sums to as much as 6), but it scores each label in ONE spelling, as the label "
+        "set writes it. The small models often answer in another: in the run of 2026-11-24, 2,167 of "
+        "Qwen2.5-Coder-1.5B's 10,000 sampled answers were 'sports' or 'Sports' (single tokens, not 'sport' + 's'; "
+        "the label is 'sport') and 'Entertainment' came as often as 'entertainment'. Exact z of 'sport' counts "
+        "none of that mass, while the "
+        "paper's substring rule collects part of it through first pieces such as 'S' or 'sp'. Summing z over "
+        "surface variants (case, plural) is the likely fix. It is NOT applied here: it was found by looking at "
+        "these evaluation labels, and must be checked on a dataset that was not used to find it.", "")
     report.summary.append(
         f"BBC News, embedded LLMs: MoLAM {default['MoLAM']['mean']:.3f} with exact z vs "
         f"{paper_z['MoLAM']['mean']:.3f} with the paper's top-100 z; expected instead of sampled vote shares: "
