@@ -433,7 +433,8 @@ class EvidenceEngine:
 
     def score_text(self, text: str, labels: Sequence[str], random_state: int = 0) -> TextEvidence:
         """Evidence for one text (z, sampled and expected c, raw answers)."""
-        return self._score_batch([text], labels, random_state)[0]
+        prepared = self._prepare(labels)
+        return self._score_batch([text], [self.prompt_ids(text, prepared.labels)], prepared, random_state)[0]
 
     def _batches(self, prompts: list[list[int]]) -> list[list[int]]:
         """Index groups of at most ``batch_size`` consecutive texts. On a model with sliding-window
@@ -450,10 +451,12 @@ class EvidenceEngine:
                 groups.append(group)
         return groups
 
-    def _score_batch(self, texts: Sequence[str], labels: Sequence[str], random_state: int) -> list[TextEvidence]:
-        prepared = self._prepare(labels)
+    def _score_batch(
+        self, texts: Sequence[str], prompts: list[list[int]], prepared: _PreparedLabels, random_state: int
+    ) -> list[TextEvidence]:
+        """Evidence for one batch of texts, given their prompts' token ids."""
         with torch.inference_mode():
-            batch = self._prompt_pass([self.prompt_ids(text, prepared.labels) for text in texts], prepared)
+            batch = self._prompt_pass(prompts, prepared)
             log_sequence, expected = self._label_pass(batch, prepared)
             answers: list[tuple[str, ...]] = [()] * len(texts)
             if self.settings.n_samples > 0:
@@ -485,14 +488,17 @@ class EvidenceEngine:
         """Evidence for each text in order, ``batch_size`` texts per model pass; checks ``cancel``
         between batches and raises ``Cancelled`` with the finished texts' evidence in its
         ``partial`` attribute."""
-        labels = self._prepare(labels).labels
+        prepared = self._prepare(labels)
+        prompts = [self.prompt_ids(text, prepared.labels) for text in texts]
         results: list[TextEvidence] = []
-        for group in self._batches([self.prompt_ids(text, labels) for text in texts]):
+        for group in self._batches(prompts):
             if cancel is not None and cancel.is_set():
                 stop = Cancelled(f"cancelled after {len(results)} of {len(texts)} texts")
                 stop.partial = results  # the texts done before the cancel, for callers that cache them
                 raise stop
-            results.extend(self._score_batch([texts[i] for i in group], labels, random_state))
+            results.extend(
+                self._score_batch([texts[i] for i in group], [prompts[i] for i in group], prepared, random_state)
+            )
             if on_text_done is not None:
                 on_text_done(len(results))
         return results
