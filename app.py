@@ -1,6 +1,7 @@
 """MoLLIA dashboard: ``streamlit run app.py``. The pages are thin; the work is in ``mollia_core``."""
 
 import os
+from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -9,7 +10,10 @@ import streamlit as st  # noqa: E402
 
 from views.common import current_project, project_sidebar  # noqa: E402
 
-st.set_page_config(page_title="MoLLIA", page_icon=":material/label:", layout="wide")
+# A local file, served by this server: a :material/...: icon or an emoji would make the browser fetch
+# the favicon from Google's font CDN or an emoji CDN, and nothing may leave this machine.
+PAGE_ICON = Path(__file__).resolve().parent / "assets" / "icon.png"
+st.set_page_config(page_title="MoLLIA", page_icon=str(PAGE_ICON), layout="wide")
 
 PAGES = [
     st.Page("views/1_data.py", title="Data", icon=":material/table:", default=True),

@@ -7,7 +7,8 @@ Protocol (fixed, documented in benchmarks/README.md):
   validation texts (metrics only; nothing is chosen on them), the other 3,952 form the pool.
 - Per seed s (0, 1, 2, ...): 50 seed texts drawn at random from the pool with gold labels
   (``seeds.random_state = s``), loop random state s; then 10 iterations of 50 queries; the AL
-  model is the fast learner (frozen all-MiniLM-L6-v2 embeddings + a linear head, Eq. 9 loss).
+  model is the fast learner (TF-IDF word + char n-grams and frozen all-MiniLM-L6-v2 embeddings, a
+  linear head trained with the Eq. 9 loss); MoLAM reads the text member (``mollia_core.text_member``).
 - Annotators of the queried texts: MoLAM (fitted on the 50 seeds), gold labels, the best single
   LLM -- the (model, probabilities-or-votes) most accurate on the 50 seed labels, never on
   evaluation labels -- and majority vote.

@@ -1,13 +1,14 @@
 """Texts per second through an OpenAI-compatible server: a real llama.cpp server serving SmolLM2.
 
-Starts ``python -m llama_cpp.server`` on loopback (2 threads, ``n_threads_batch`` too) with
-the embedded SmolLM2-135M GGUF, and computes evidence for the same TREC questions (6
-labels, the default prompt) at each concurrency: z alone (T=0), then z + T sampled answers.
-z uses the method "auto" resolves to (printed: for SmolLM2 on this server it is the
-stepwise method, as its echoed log-probabilities are misaligned).
+Starts ``python -m mollia_core serve`` (llama.cpp's own server, prebuilt xllamacpp wheel) on
+loopback (2 threads for generation and prompts, ``--parallel`` slots) with the embedded
+SmolLM2-135M GGUF, and computes evidence for the same TREC questions (6 labels, the default
+prompt) at each concurrency: z alone (T=0), then z + T sampled answers. z uses the method
+"auto" resolves to (printed: on this server it is the stepwise method, as llama.cpp's server
+does not echo the prompt's log-probabilities).
 Prints one line per run and, with ``--json``, a JSON object.
 
-    flock /tmp/mollia-timing.lock python benchmarks/server_speed.py --texts 12 --concurrency 1 4
+    flock /tmp/mollia-timing.lock python benchmarks/server_speed.py --texts 12 --concurrency 1 4 --parallel 1
 """
 
 from __future__ import annotations
@@ -41,13 +42,16 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 4])
     parser.add_argument("--samples", type=int, default=10, help="T sampled answers per text")
     parser.add_argument("--z-method", default="auto", choices=["auto", "exact", "stepwise"])
+    parser.add_argument("--threads", type=int, default=2, help="server CPU threads")
+    parser.add_argument("--parallel", type=int, default=1, help="requests the server evaluates at once")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
 
     trec = load_paper_evidence(paper_evidence_dir("trec"))
     texts, labels = list(trec.texts[: args.texts]), list(trec.labels)
     results: dict[str, dict] = {}
-    with llama_server(embedded_gguf_path("smollm2-135m"), alias="smollm2") as server:
+    with llama_server(embedded_gguf_path("smollm2-135m"), alias="smollm2", n_threads=args.threads,
+                      parallel=args.parallel) as server:
         # Warm-up: pages the model in and resolves the z method once (its probe is not timed).
         probe = OpenAICompatibleSource(server.base_url, server.model, n_samples=1, z_method=args.z_method)
         first = probe.evidence(texts[:1], labels)[0]
@@ -63,7 +67,7 @@ def main() -> None:
                 source.close()
                 key = f"T={n_samples}, concurrency={concurrency}"
                 results[key] = {"texts_per_s": len(texts) / seconds, "seconds": seconds, "texts": len(texts),
-                                "z_method": z_method}
+                                "z_method": z_method, "server_parallel": args.parallel}
                 print(f"{key:>24}: {len(texts) / seconds:6.2f} texts/s ({len(texts)} texts in {seconds:.1f} s)",
                       flush=True)
     if args.json:

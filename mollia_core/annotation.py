@@ -17,8 +17,8 @@ labeled.
 from __future__ import annotations
 
 import collections
-from dataclasses import dataclass
-from typing import Callable
+from dataclasses import asdict, dataclass
+from typing import Callable, Mapping
 
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin, clone
@@ -38,13 +38,17 @@ class AnnotationError(ValueError):
 def negative_label_mask(label_probs: np.ndarray, delta: float = 0.001) -> np.ndarray:
     """Negative labels y- (Eq. 6): label k is negative for text x iff z_i^(k) < delta for EVERY LLM i.
 
-    label_probs: z, shape (n, N, K). Returns a bool array (n, K).
+    label_probs: z of the LLMs, shape (n, N, K). Returns a bool array (n, K); with no LLM (N = 0)
+    nothing is ruled out. Pass LLM evidence only (``PanelEvidence.llm_only()``): the text member is
+    no LLM, and a class it never saw in the seeds must not become negative for that reason.
     """
     label_probs = np.asarray(label_probs, dtype=float)
     if label_probs.ndim != 3:
         raise AnnotationError(
             f"label_probs must have shape (n_texts, n_llms, n_labels), got {label_probs.shape}"
         )
+    if label_probs.shape[1] == 0:
+        return np.zeros((label_probs.shape[0], label_probs.shape[2]), dtype=bool)
     return (label_probs < delta).all(axis=1)
 
 
@@ -161,9 +165,9 @@ class AnnotationModel(ClassifierMixin, BaseEstimator):
         return self.predict_proba(evidence).argmax(axis=1)
 
     def negative_labels(self, evidence: PanelEvidence) -> np.ndarray:
-        """y- by the delta rule of Eq. 6 (the same for every model), bool (n, K)."""
+        """y- by the delta rule of Eq. 6 over the LLMs (the same for every model), bool (n, K)."""
         _check_evidence(evidence)
-        return negative_label_mask(evidence.label_probs, getattr(self, "delta", 0.001))
+        return negative_label_mask(evidence.llm_only().label_probs, getattr(self, "delta", 0.001))
 
     def annotate(self, evidence: PanelEvidence) -> Annotation:
         """y+, its probability, all class probabilities and y- for every text."""
@@ -222,6 +226,7 @@ class MajorityVote(AnnotationModel):
 
     Probabilities are the pooled vote shares over the answers that named a label; ties go to the
     label with the higher mean renormalised z (which also stands in where no answer named a label).
+    A baseline of the LLM panel: a non-LLM member (the text classifier) takes no part.
     """
 
     def __init__(self, delta: float = 0.001) -> None:
@@ -229,22 +234,45 @@ class MajorityVote(AnnotationModel):
 
     def predict_proba(self, evidence: PanelEvidence) -> np.ndarray:
         self._check_fitted_evidence(evidence)
+        evidence = evidence.llm_only()
         return _scores_to_proba(
             evidence.vote_shares.sum(axis=1), renormalised_label_probs(evidence.label_probs).mean(axis=1)
         )
 
 
 class MeanProbability(AnnotationModel):
-    """Mean of the LLMs' label probabilities: mean over LLMs of renormalised z, ties broken by votes."""
+    """Mean of the LLMs' label probabilities: mean over LLMs of renormalised z, ties broken by votes.
+    Like :class:`MajorityVote`, over the LLMs only."""
 
     def __init__(self, delta: float = 0.001) -> None:
         self.delta = delta
 
     def predict_proba(self, evidence: PanelEvidence) -> np.ndarray:
         self._check_fitted_evidence(evidence)
+        evidence = evidence.llm_only()
         return _scores_to_proba(
             renormalised_label_probs(evidence.label_probs).mean(axis=1), evidence.vote_shares.sum(axis=1)
         )
+
+
+class MajorityClass(AnnotationModel):
+    """The most frequent seed label for every text: what any annotator must beat. Reads no evidence."""
+
+    def __init__(self, delta: float = 0.001) -> None:
+        self.delta = delta
+
+    def fit(self, evidence: PanelEvidence, y: np.ndarray) -> "MajorityClass":
+        super().fit(evidence, y)
+        y = _check_targets(evidence, y)
+        counts = np.bincount(y[y != UNLABELED], minlength=len(self.labels_))
+        self.majority_ = int(counts.argmax())  # ties: the first label in label order
+        return self
+
+    def predict_proba(self, evidence: PanelEvidence) -> np.ndarray:
+        self._check_fitted_evidence(evidence)
+        proba = np.zeros((evidence.n_texts, len(self.labels_)))
+        proba[:, self.majority_] = 1.0
+        return proba
 
 
 def paper_baseline_predictions(evidence: PanelEvidence) -> dict[str, np.ndarray]:
@@ -361,12 +389,14 @@ def _xgboost(n_estimators: int, learning_rate: float, max_depth: int, n_jobs: in
 
 RECIPES = {
     # The paper's reference: XGBoost on the raw h(x) of Eq. 4, pseudo-labels above sigma.
-    "paper": {"features": "paper", "meta_learner": "xgboost", "pseudo_label_share": None},
+    # The paper's MoLAM sees the LLMs' evidence only.
+    "paper": {"features": "paper", "meta_learner": "xgboost", "pseudo_label_share": None, "text_member": False},
     # MoLLIA's default (figures and the variants tried: benchmarks/README.md, "Annotation accuracy"):
     # multinomial logistic regression on log-probability features, C by cross-validation on the seeds.
     # Pseudo-labels weighted to count together as much as the seeds: unweighted, thousands of
     # confident (easy) texts swamp the 50 seeds and the model forgets the seeds' hard cases.
-    "mollia": {"features": "log", "meta_learner": "logistic", "pseudo_label_share": 1.0},
+    # The text classifier (mollia_core.text_member), where the evidence carries it, is one more member.
+    "mollia": {"features": "log", "meta_learner": "logistic", "pseudo_label_share": 1.0, "text_member": True},
 }
 DEFAULT_C_GRID = (0.01, 0.03, 0.1, 0.3, 1.0)
 FALLBACK_C = 0.1  # used when there are too few seeds to cross-validate C
@@ -386,6 +416,10 @@ class MoLAM(AnnotationModel):
     pseudo_label_share: total weight of all pseudo-labels relative to the seeds' total, or None for
       weight 1 each (the paper). The "mollia" recipe uses 1.0 (the ``"recipe"`` sentinel picks it).
     delta: negative-label threshold (Eq. 6).
+    use_text_member: read the text classifier's member of the evidence (added by
+      :func:`mollia_core.text_member.add_text_member`) beside the LLMs' (None: the recipe's choice,
+      on for "mollia", off for "paper"); False gives the paper's MoLAM, LLM evidence only. Evidence
+      without a text member gives the LLM-only model either way (``uses_text_member_`` says which).
     C: inverse L2 strength of the logistic meta-learner; None = chosen from ``C_grid`` by
       cross-validated accuracy on the seeds (ties go to the stronger regularisation).
     unseen_class_backoff: for classes absent from the seeds, use the panel's mean renormalised z as
@@ -413,6 +447,7 @@ class MoLAM(AnnotationModel):
         cv_folds: int = 5,
         unseen_class_backoff: bool = True,
         pseudo_label_share: float | None | str = "recipe",
+        use_text_member: bool | None = None,
         n_estimators: int = 300,
         learning_rate: float = 0.05,
         max_depth: int = 3,
@@ -430,6 +465,7 @@ class MoLAM(AnnotationModel):
         self.cv_folds = cv_folds
         self.unseen_class_backoff = unseen_class_backoff
         self.pseudo_label_share = pseudo_label_share
+        self.use_text_member = use_text_member
         self.n_estimators = n_estimators
         self.learning_rate = learning_rate
         self.max_depth = max_depth
@@ -482,10 +518,22 @@ class MoLAM(AnnotationModel):
             return RECIPES[self.recipe]["pseudo_label_share"]
         return self.pseudo_label_share
 
+    def wants_text_member(self) -> bool:
+        """Whether this model reads a text member of the evidence (the loop adds one if so)."""
+        if self.recipe not in RECIPES:
+            raise AnnotationError(f"unknown MoLAM recipe {self.recipe!r}: choose one of {tuple(RECIPES)}")
+        return RECIPES[self.recipe]["text_member"] if self.use_text_member is None else bool(self.use_text_member)
+
+    def _panel(self, evidence: PanelEvidence) -> PanelEvidence:
+        _check_evidence(evidence)
+        return evidence if self.wants_text_member() else evidence.llm_only()
+
     def fit(self, evidence: PanelEvidence, y: np.ndarray) -> "MoLAM":
         """Fit on the seed labels (y >= 0) and self-train on the unlabeled texts (y == -1)."""
         features, learner = self._resolved()
+        evidence = self._panel(evidence)
         super().fit(evidence, y)
+        self.uses_text_member_ = bool(evidence.non_llm_members)
         y = _check_targets(evidence, y)
         seeds = y != UNLABELED
         if not seeds.any():
@@ -526,12 +574,14 @@ class MoLAM(AnnotationModel):
         self.n_self_training_rounds_ = rounds
 
     def predict_proba(self, evidence: PanelEvidence) -> np.ndarray:
+        evidence = self._panel(evidence)
         self._check_fitted_evidence(evidence)
         with threadpool_limits(limits=1):
             proba = self.estimator_.predict_proba(molam_features(evidence, self.features_))
         unseen = np.setdiff1d(self.classes_, self.seen_classes_)
-        if self.unseen_class_backoff and len(unseen):
-            panel = renormalised_label_probs(evidence.label_probs).mean(axis=1)
+        llms = evidence.llm_only()  # the text member never saw an unseen class: the LLMs speak for it
+        if self.unseen_class_backoff and len(unseen) and llms.models:
+            panel = renormalised_label_probs(llms.label_probs).mean(axis=1)
             proba = proba * (1.0 - panel[:, unseen].sum(axis=1, keepdims=True))
             proba[:, unseen] = panel[:, unseen]
         return proba / proba.sum(axis=1, keepdims=True)
@@ -549,40 +599,227 @@ class MoL(MoLAM):
 # ----------------------------------------------------------------------------------------------
 
 
-def cross_validated_accuracy(
-    model: AnnotationModel, evidence: PanelEvidence, y: np.ndarray, n_splits: int = 5, random_state: int = 0
-) -> tuple[float, float]:
-    """Accuracy estimated from the seed labels alone: k-fold over the labeled texts (y >= 0).
+def _cv_folds(n_labeled: int, n_splits: int, random_state: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    n_splits = min(n_splits, n_labeled)  # fewer seeds than folds: leave-one-out
+    if n_splits < 2:
+        raise AnnotationError(
+            f"cross-validation needs at least 2 seed labels, got {n_labeled}: label more texts"
+        )
+    return list(KFold(n_splits, shuffle=True, random_state=random_state).split(np.arange(n_labeled)))
 
-    Each fold refits a clone of ``model`` with the held-out seeds' labels hidden (set to -1, so a
-    self-training model may still use them as unlabeled texts) and scores it on them.
-    Returns (mean, standard deviation) over the folds.
+
+def out_of_fold_predictions(
+    models: Mapping[str, AnnotationModel],
+    evidence: PanelEvidence,
+    y: np.ndarray,
+    n_splits: int = 5,
+    random_state: int = 0,
+    text_member=None,
+) -> tuple[np.ndarray, dict[str, np.ndarray], np.ndarray]:
+    """Each seed's label as predicted by each model fitted with that seed's fold hidden.
+
+    k-fold over the labeled texts (y >= 0; fewer folds when there are fewer seeds). Each fold
+    refits a clone of every model with the held-out seeds' labels hidden (set to -1, so a
+    self-training model may still use them as unlabeled texts). With ``text_member`` (a
+    :class:`mollia_core.text_member.TextMember` over the evidence's texts) the text member is
+    cross-fitted again inside every fold on the fold's labels alone, so a held-out seed's label
+    reaches neither the meta-learner nor the text classifier.
+    Returns (indices of the seeds, {name: predicted label per seed}, fold number per seed).
     """
     y = _check_targets(evidence, y)
     labeled = np.flatnonzero(y != UNLABELED)
-    if len(labeled) < n_splits:
-        raise AnnotationError(
-            f"cross-validation with {n_splits} folds needs at least {n_splits} seed labels, got {len(labeled)}: "
-            "label more texts or lower n_splits"
-        )
-    scores = []
-    for train, test in KFold(n_splits, shuffle=True, random_state=random_state).split(labeled):
+    predictions = {name: np.full(len(labeled), UNLABELED) for name in models}
+    fold_of = np.zeros(len(labeled), dtype=int)
+    for fold, (_, test) in enumerate(_cv_folds(len(labeled), n_splits, random_state)):
         y_fold = y.copy()
         y_fold[labeled[test]] = UNLABELED
-        fitted = clone(model).fit(evidence, y_fold)
-        held_out = evidence.subset(labeled[test])
-        scores.append(float((fitted.predict(held_out) == y[labeled[test]]).mean()))
+        fold_evidence = evidence if text_member is None else text_member.add_to(evidence, y_fold)
+        held_out = fold_evidence.subset(labeled[test])
+        fold_of[test] = fold
+        for name, model in models.items():
+            predictions[name][test] = clone(model).fit(fold_evidence, y_fold).predict(held_out)
+    return labeled, predictions, fold_of
+
+
+def cross_validated_accuracy(
+    model: AnnotationModel, evidence: PanelEvidence, y: np.ndarray, n_splits: int = 5, random_state: int = 0,
+    text_member=None,
+) -> tuple[float, float]:
+    """Accuracy estimated from the seed labels alone (see :func:`out_of_fold_predictions`).
+
+    Returns (mean, standard deviation) of the accuracy over the folds.
+    """
+    labeled, predictions, fold_of = out_of_fold_predictions(
+        {"model": model}, evidence, y, n_splits, random_state, text_member
+    )
+    hits = predictions["model"] == np.asarray(y)[labeled]
+    scores = [float(hits[fold_of == f].mean()) for f in np.unique(fold_of)]
     return float(np.mean(scores)), float(np.std(scores))
 
 
-ANNOTATOR_NAMES = ("molam", "molam-paper", "mol", "mol-paper", "vote", "mean", "llm:<name>[:votes]")
+# ----------------------------------------------------------------------------------------------
+# What the estimate is worth: intervals and warnings in plain words
+# ----------------------------------------------------------------------------------------------
+
+MIN_SEEDS_FOR_ESTIMATE = 5  # below this, k-fold estimates are not worth showing
+USEFUL_SEEDS = 50
+ONE_LABEL_SHARE = 0.95  # an LLM whose answers name one label this often "gives one label to everything"
+NO_LABEL_SHARE = 0.5
+
+
+def wilson_interval(hits: int, n: int, confidence: float = 0.95) -> tuple[float, float]:
+    """Wilson score interval of a proportion (hits of n)."""
+    if n == 0:
+        return 0.0, 1.0
+    from scipy.stats import binomtest
+
+    interval = binomtest(int(hits), int(n)).proportion_ci(confidence, method="wilson")
+    return float(interval.low), float(interval.high)
+
+
+@dataclass(frozen=True)
+class MethodEstimate:
+    """One method's accuracy on held-out seeds: the pooled out-of-fold accuracy and its 95 % Wilson
+    interval over the ``n`` seeds, and the standard deviation over the folds."""
+
+    accuracy: float
+    low: float
+    high: float
+    fold_std: float
+    n: int
+
+
+@dataclass(frozen=True)
+class AccuracyEstimates:
+    """Cross-validated accuracy on the seeds of each method (same folds for all), and warnings.
+
+    ``methods`` is empty when there are too few seeds for an estimate (a warning says so);
+    ``primary`` names the method the estimate is about (MoLAM). Warnings are plain sentences
+    that may hold user strings (labels, model names): escape them for Markdown.
+    """
+
+    n_seeds: int
+    n_folds: int
+    primary: str
+    methods: dict[str, MethodEstimate]
+    warnings: tuple[str, ...]
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping) -> "AccuracyEstimates":
+        return cls(
+            n_seeds=int(data["n_seeds"]), n_folds=int(data["n_folds"]), primary=str(data["primary"]),
+            methods={name: MethodEstimate(**values) for name, values in data["methods"].items()},
+            warnings=tuple(data["warnings"]),
+        )
+
+
+def panel_warnings(evidence: PanelEvidence, y: np.ndarray) -> list[str]:
+    """Plain-words warnings about the LLMs: one label for everything (over every text an LLM
+    answered), mostly no label, or zero-shot accuracy on the seeds not clearly above always
+    answering the most common seed label."""
+    y = _check_targets(evidence, y)
+    llms = evidence.llm_only()
+    labels = llms.labels
+    seeds = np.flatnonzero(y != UNLABELED)
+    majority_share = np.bincount(y[seeds], minlength=len(labels)).max() / len(seeds) if len(seeds) else 0.0
+    majority_label = labels[int(np.bincount(y[seeds], minlength=len(labels)).argmax())] if len(seeds) else None
+    out: list[str] = []
+    for j, model in enumerate(llms.models):
+        votes, z = llms.vote_shares[:, j], llms.label_probs[:, j]
+        answered = votes.sum(axis=1) > 0
+        top = np.where(answered, votes.argmax(axis=1), z.argmax(axis=1))
+        counted = answered if answered.any() else np.ones(len(top), dtype=bool)
+        if counted.sum() >= 2:
+            counts = np.bincount(top[counted], minlength=len(labels))
+            if counts.max() >= ONE_LABEL_SHARE * counted.sum():
+                how_many = "all" if counts.max() == counted.sum() else f"{counts.max()} of the"
+                out.append(f"{model} answered '{labels[int(counts.argmax())]}' for {how_many} "
+                           f"{int(counted.sum())} texts it answered.")
+        no_label = float(llms.no_label_share[:, j].mean())
+        if answered.any() and no_label > NO_LABEL_SHARE:
+            out.append(f"{model} named no label in {no_label:.0%} of its sampled answers.")
+        if len(seeds) >= MIN_SEEDS_FOR_ESTIMATE:
+            predicted = SingleLLM(j).fit(llms, y).predict(llms.subset(seeds))
+            hits = int((predicted == y[seeds]).sum())
+            low, _ = wilson_interval(hits, len(seeds))
+            if low <= majority_share:
+                out.append(f"{model} is at chance on the seeds: {hits} of {len(seeds)} right "
+                           f"({hits / len(seeds):.2f}); always answering '{majority_label}' gives {majority_share:.2f}.")
+    return out
+
+
+def estimate_accuracy(
+    models: Mapping[str, AnnotationModel],
+    evidence: PanelEvidence,
+    y: np.ndarray,
+    *,
+    primary: str = "MoLAM",
+    majority: str = "majority class",
+    n_splits: int = 5,
+    random_state: int = 0,
+    text_member=None,
+) -> AccuracyEstimates:
+    """Honest accuracy of each of ``models`` from the seed labels alone, with 95 % intervals and
+    warnings in plain words (see :class:`AccuracyEstimates`).
+
+    All models are scored on the same folds (:func:`out_of_fold_predictions`). A
+    :class:`MajorityClass` is added under ``majority`` if absent. Warnings: too few seeds for an
+    estimate (below ``MIN_SEEDS_FOR_ESTIMATE`` no model is cross-validated), ``primary`` not
+    clearly better than the majority class (their intervals overlap), and :func:`panel_warnings`.
+    """
+    y = _check_targets(evidence, y)
+    n_seeds = int((y != UNLABELED).sum())
+    warnings = []
+    methods: dict[str, MethodEstimate] = {}
+    n_folds = 0
+    if n_seeds < MIN_SEEDS_FOR_ESTIMATE:
+        warnings.append(
+            f"Only {n_seeds} seed label{'s' if n_seeds != 1 else ''}: no estimate of accuracy is possible; "
+            f"label at least {MIN_SEEDS_FOR_ESTIMATE - n_seeds} more (about {USEFUL_SEEDS} give a useful estimate)."
+        )
+    else:
+        models = dict(models)
+        models.setdefault(majority, MajorityClass())
+        labeled, predictions, fold_of = out_of_fold_predictions(
+            models, evidence, y, n_splits, random_state, text_member
+        )
+        n_folds = int(fold_of.max()) + 1
+        for name, predicted in predictions.items():
+            hits = predicted == y[labeled]
+            low, high = wilson_interval(int(hits.sum()), len(hits))
+            fold_std = float(np.std([hits[fold_of == f].mean() for f in range(n_folds)]))
+            methods[name] = MethodEstimate(float(hits.mean()), low, high, fold_std, len(hits))
+        if n_seeds < USEFUL_SEEDS // 2:
+            warnings.append(f"Only {n_seeds} seed labels: the estimates below are rough (see their 95 % intervals); "
+                            f"about {USEFUL_SEEDS} give a useful estimate.")
+        main, base = methods.get(primary), methods[majority]
+        if main is not None and main.low <= base.high:
+            label = evidence.labels[int(np.bincount(y[labeled], minlength=len(evidence.labels)).argmax())]
+            warnings.append(
+                f"{primary} ({main.accuracy:.2f}, 95 % interval {main.low:.2f}-{main.high:.2f}) is not clearly "
+                f"better than always answering '{label}' ({base.accuracy:.2f}) on these {n_seeds} seeds."
+            )
+    warnings.extend(panel_warnings(evidence, y))
+    return AccuracyEstimates(n_seeds, n_folds, primary, methods, tuple(warnings))
+
+
+ANNOTATOR_NAMES = (
+    "molam", "molam-llm-only", "molam-paper", "mol", "mol-llm-only", "mol-paper", "vote", "mean",
+    "majority-class", "text-classifier", "llm:<name>[:votes]",
+)
 
 
 def make_annotator(name: str, **kw) -> AnnotationModel:
     """Build an annotation model by name.
 
-    ``"molam"``, ``"mol"`` (MoLLIA's recipe), ``"molam-paper"``, ``"mol-paper"`` (the paper's recipe),
-    ``"vote"``, ``"mean"``, ``"llm:<name>"`` (that LLM's probabilities) or ``"llm:<name>:votes"``.
+    ``"molam"``, ``"mol"`` (MoLLIA's recipe, with the text member where the evidence has one),
+    ``"molam-llm-only"``, ``"mol-llm-only"`` (the same on the LLMs' evidence alone), ``"molam-paper"``,
+    ``"mol-paper"`` (the paper's recipe: XGBoost, LLM evidence only), ``"vote"``, ``"mean"``,
+    ``"majority-class"``, ``"text-classifier"`` (the text member alone), ``"llm:<name>"`` (that LLM's
+    probabilities) or ``"llm:<name>:votes"``.
     Keyword arguments go to the model's constructor; those a baseline does not take (``sigma``,
     ``random_state``, ...) are ignored, so one settings dict serves every name.
     """
@@ -590,6 +827,8 @@ def make_annotator(name: str, **kw) -> AnnotationModel:
     meta_learners: dict[str, Callable[..., AnnotationModel]] = {
         "molam": MoLAM,
         "mol": MoL,
+        "molam-llm-only": lambda **k: MoLAM(**{"use_text_member": False, **k}),
+        "mol-llm-only": lambda **k: MoL(**{"use_text_member": False, **k}),
         "molam-paper": lambda **k: MoLAM(recipe="paper", **k),
         "mol-paper": lambda **k: MoL(recipe="paper", **k),
     }
@@ -600,6 +839,12 @@ def make_annotator(name: str, **kw) -> AnnotationModel:
         return MajorityVote(**baseline_kw)
     if key == "mean":
         return MeanProbability(**baseline_kw)
+    if key == "majority-class":
+        return MajorityClass(**baseline_kw)
+    if key == "text-classifier":
+        from .text_member import TEXT_MEMBER
+
+        return SingleLLM(model=TEXT_MEMBER, **baseline_kw)
     if key.startswith("llm:"):
         model, _, use = name.strip()[4:].partition(":")
         if not model:

@@ -1,7 +1,9 @@
 """``python -m mollia_core``: headless runs of the active-learning loop, and model preparation.
 
     python -m mollia_core run --config configs/trec_replay.toml [--output DIR] [--fresh]
-    python -m mollia_core models prepare [NAME ...]
+    python -m mollia_core models prepare [--verify] [NAME ...]
+    python -m mollia_core serve --model FILE.gguf | --embedded NAME [--host H] [--port P] [--api-key KEY]
+    python -m mollia_core label DATA.csv --text-column COL --label-column COL --out OUT.csv [...]
 
 ``run`` prepares (or reopens) the run's project store in the output folder, runs the loop to the
 configured number of iterations -- a run that was killed carries on where it stopped -- and writes
@@ -85,10 +87,89 @@ def models_prepare_command(args: argparse.Namespace) -> int:
         raise UserError(
             f"the embedded models cannot be prepared: mollia_core.evidence.embedded is not available ({exc})"
         ) from None
-    prepared = prepare_embedded_models(args.names or None, progress=lambda message: print(message, flush=True))
+    prepared = prepare_embedded_models(args.names or None, progress=lambda message: print(message, flush=True),
+                                       verify=args.verify)
     for name, path in prepared.items():
         print(f"{name}: {path}")
     return 0
+
+
+def label_command(args: argparse.Namespace) -> int:
+    from .label import LabelError, LabelRequest, label_table
+
+    def names(value: str | None) -> tuple[str, ...] | None:
+        return tuple(part.strip() for part in value.split(",") if part.strip()) if value else None
+
+    request = LabelRequest(
+        data=Path(args.data), text_column=args.text_column, label_column=args.label_column, out=Path(args.out),
+        id_column=args.id_column, models=names(args.models), labels=names(args.labels),
+        project_dir=Path(args.project) if args.project else (
+            Path(os.environ["MOLLIA_PROJECTS_DIR"]) if os.environ.get("MOLLIA_PROJECTS_DIR") else None),
+    )
+    try:
+        summary = label_table(request)
+    except LabelError as exc:
+        raise UserError(str(exc)) from None
+    print(json.dumps(summary))
+    return 0
+
+
+def _add_label_parser(commands) -> None:
+    label = commands.add_parser(
+        "label", help="label a table in one go: filled labels are the seeds, MoLAM labels the other rows",
+        description="Rows whose label column is filled are the seeds; every other row gets MoLAM's label. "
+        "Progress goes to stderr; the last line on stdout is a JSON summary (estimated accuracy, each "
+        "method's cross-validated accuracy on the seeds, texts each LLM answered, wall time).",
+    )
+    label.add_argument("data", help="the table (CSV, TSV, JSONL or JSON)")
+    label.add_argument("--text-column", required=True, help="column holding the texts")
+    label.add_argument("--label-column", required=True, help="column holding the labels (empty = to label)")
+    label.add_argument("--out", required=True, help="the export to write (.csv, .jsonl or .parquet)")
+    label.add_argument("--id-column", help="column of unique text ids (default: row numbers)")
+    label.add_argument("--models", help="comma-separated panel: embedded model names or hf:<id> "
+                       "(default: the dashboard's default, every embedded model)")
+    label.add_argument("--labels", help="comma-separated label set (default: the values in the label column)")
+    label.add_argument("--project", help="folder to keep the project in, to open it in the dashboard "
+                       "(default: $MOLLIA_PROJECTS_DIR if set, else a temporary one)")
+    label.set_defaults(handler=label_command)
+
+
+def serve_command(args: argparse.Namespace) -> int:
+    from .evidence.llama_server import ServeSettings, serve
+
+    if args.embedded:
+        from .evidence.embedded import embedded_gguf_path
+
+        model_path, alias = embedded_gguf_path(args.embedded), args.alias or args.embedded
+    else:
+        model_path = Path(args.model)
+        alias = args.alias or model_path.stem
+    serve(ServeSettings(model_path=model_path, alias=alias, host=args.host, port=args.port, threads=args.threads,
+                        api_key=args.api_key, context=args.ctx, parallel=args.parallel),
+          say=lambda message: print(message, flush=True))
+    return 0
+
+
+def _add_serve_parser(commands) -> None:
+    from .evidence.llama_server import DEFAULT_CONTEXT, DEFAULT_HOST, DEFAULT_PORT
+
+    serve = commands.add_parser(
+        "serve", help="serve a GGUF model over an OpenAI-compatible API (llama.cpp's server) until Ctrl-C",
+        description="Runs llama.cpp's own OpenAI-compatible HTTP server (the prebuilt xllamacpp wheel) "
+        "for one GGUF model; give the dashboard's OpenAI-compatible source http://HOST:PORT/v1.",
+    )
+    which = serve.add_mutually_exclusive_group(required=True)
+    which.add_argument("--model", help="the .gguf file to serve")
+    which.add_argument("--embedded", metavar="NAME", help="serve an embedded model's verified GGUF (e.g. smollm2-135m)")
+    serve.add_argument("--alias", help="the model name clients ask for (default: the file name or embedded name)")
+    serve.add_argument("--host", default=DEFAULT_HOST, help=f"address to listen on (default {DEFAULT_HOST})")
+    serve.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"port (default {DEFAULT_PORT})")
+    serve.add_argument("--threads", type=int, default=1, help="CPU threads, for generation and prompts (default 1)")
+    serve.add_argument("--api-key", help="require this key as 'Authorization: Bearer KEY' (default: no key)")
+    serve.add_argument("--ctx", type=int, default=DEFAULT_CONTEXT,
+                       help=f"context tokens per request (default {DEFAULT_CONTEXT})")
+    serve.add_argument("--parallel", type=int, default=1, help="requests evaluated at once (default 1)")
+    serve.set_defaults(handler=serve_command)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -107,7 +188,11 @@ def build_parser() -> argparse.ArgumentParser:
     model_commands = models.add_subparsers(dest="models_command", required=True)
     prepare = model_commands.add_parser("prepare", help="assemble, verify and convert embedded models once")
     prepare.add_argument("names", nargs="*", help="models to prepare (default: all)")
+    prepare.add_argument("--verify", action="store_true",
+                         help="hash every prepared file in full and rebuild any copy that does not match")
     prepare.set_defaults(handler=models_prepare_command)
+    _add_label_parser(commands)
+    _add_serve_parser(commands)
     return parser
 
 

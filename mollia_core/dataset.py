@@ -1,6 +1,7 @@
 """Loading and validating the user's data: a table of texts with optional ids and gold labels.
 
-``read_table`` turns a path, raw bytes, an uploaded file or a DataFrame into a DataFrame;
+``open_table`` turns a path, raw bytes, an uploaded file or a DataFrame into a :class:`Table`
+(the DataFrame plus warnings for the preview; ``read_table`` gives the DataFrame alone);
 ``load_dataset`` checks the chosen columns and builds a :class:`Dataset`. Every problem
 with the input raises :class:`DatasetError`, whose message says what is wrong, where,
 and how to fix it.
@@ -10,16 +11,19 @@ row 1 is the first data row (it sits on line 2 of a CSV file, after the header l
 
 Formats: CSV (separator ``,``, ``;``, tab or ``|``, taken from the header line), TSV,
 JSON Lines, a JSON array of objects, and Parquet — the formats MoLLIA exports, so an
-exported file reads back. Nothing is ever unpickled: pickle files are refused.
+exported file reads back. A file is read as what it holds (JSON Lines named ``.csv`` is
+read as JSON Lines, with a warning) or refused: a CSV row with more or fewer fields than
+the header, a header naming a column twice, and NUL characters are errors, never guessed
+around. Nothing is ever unpickled: pickle files are refused.
 """
 
 from __future__ import annotations
 
+import csv
 import io
 import json
 import math
-import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from numbers import Number
 from pathlib import Path
 from typing import Any, BinaryIO, Sequence, Union
@@ -27,7 +31,7 @@ from typing import Any, BinaryIO, Sequence, Union
 import numpy as np
 import pandas as pd
 
-__all__ = ["Dataset", "DatasetError", "load_dataset", "read_table"]
+__all__ = ["Dataset", "DatasetError", "Table", "load_dataset", "open_table", "read_table"]
 
 TableSource = Union[str, Path, bytes, bytearray, BinaryIO, pd.DataFrame]
 
@@ -91,18 +95,40 @@ class Dataset:
 # Reading
 
 
+@dataclass(frozen=True)
+class Table:
+    """A table as read: the frame, the format it was read as, and warnings to show with its preview.
+
+    format:   "CSV" (with its separator), "JSON Lines", "JSON", "Parquet" or "DataFrame".
+    warnings: things that were read but look wrong (a header line that looks like data, JSON
+              content in a .csv file), each a sentence saying what to check.
+    """
+
+    frame: pd.DataFrame
+    format: str
+    warnings: tuple[str, ...] = ()
+
+
 def read_table(source: TableSource, name: str | None = None) -> pd.DataFrame:
+    """The frame of :func:`open_table` (its warnings dropped)."""
+    return open_table(source, name).frame
+
+
+def open_table(source: TableSource, name: str | None = None) -> Table:
     """Read a table from a path, bytes, a file-like object (e.g. Streamlit's UploadedFile)
-    or a DataFrame (copied). ``name`` (a file name) helps pick the format of raw bytes.
+    or a DataFrame (copied). ``name`` (a file name) helps pick the format of raw bytes;
+    JSON and JSON Lines content is read as such whatever the name says.
 
     CSV cells are read as text, exactly as written (``007`` stays ``007``); an empty
-    CSV cell reads as an empty string.
+    CSV cell reads as an empty string. Every CSV row must have as many fields as the
+    header, and no cell may hold a NUL character.
     """
     if isinstance(source, pd.DataFrame):
-        frame = source.copy()
+        table = Table(source.copy(), "DataFrame")
     else:
         data, name = _read_bytes(source, name)
-        frame = _parse_bytes(data, name)
+        table = _parse_bytes(data, name)
+    frame = table.frame
     if frame.shape[1] == 0:
         raise DatasetError("the table has no columns: give a file with a header row naming its columns")
     if len(frame) == 0:
@@ -110,7 +136,8 @@ def read_table(source: TableSource, name: str | None = None) -> pd.DataFrame:
             f"the table has no rows: it has the columns {_names(frame.columns)} but no data under them. "
             "Add at least one row of data."
         )
-    return frame.reset_index(drop=True)
+    _refuse_nul_characters(frame)
+    return replace(table, frame=frame.reset_index(drop=True))
 
 
 def _read_bytes(source: Any, name: str | None) -> tuple[bytes, str]:
@@ -134,7 +161,7 @@ def _read_bytes(source: Any, name: str | None) -> tuple[bytes, str]:
     )
 
 
-def _parse_bytes(data: bytes, name: str) -> pd.DataFrame:
+def _parse_bytes(data: bytes, name: str) -> Table:
     suffix = Path(name).suffix.lower()
     if suffix in (".pkl", ".pickle", ".joblib", ".npy", ".npz"):
         raise DatasetError(
@@ -148,18 +175,39 @@ def _parse_bytes(data: bytes, name: str) -> pd.DataFrame:
         )
     if suffix in (".parquet", ".pq") or data[:4] == b"PAR1":
         try:
-            return pd.read_parquet(io.BytesIO(data))
+            return Table(pd.read_parquet(io.BytesIO(data)), "Parquet")
         except Exception as error:  # pyarrow raises several types for a damaged file
             raise DatasetError(f"cannot read {name or 'the file'!r} as Parquet ({error}): re-export it") from None
     text = _decode(data)
     if not text.strip():
         raise DatasetError("the file is empty: it holds no header and no rows")
-    first = text.lstrip()[0]
-    if suffix in (".jsonl", ".ndjson") or (suffix != ".json" and suffix not in (".csv", ".tsv") and first == "{"):
-        return _parse_json_lines(text)
-    if suffix == ".json" or (suffix not in (".csv", ".tsv") and first == "["):
-        return _parse_json_array(text)
-    return _parse_csv(text, sep="\t" if suffix == ".tsv" else None)
+    kind = "JSON Lines" if suffix in (".jsonl", ".ndjson") else _json_kind(text)
+    if suffix == ".json" and kind is None:
+        kind = "JSON"  # its syntax error is reported as JSON's
+    if kind is None:
+        return _parse_csv(text, sep="\t" if suffix == ".tsv" else None)
+    frame = _parse_json_lines(text) if kind == "JSON Lines" else _parse_json_array(text)
+    misnamed = suffix not in (".json", ".jsonl", ".ndjson")
+    warning = (f"{name or 'the file'!r} holds {kind}, not CSV: it was read as {kind}.",) if misnamed else ()
+    return Table(frame, kind, warning)
+
+
+def _json_kind(text: str) -> str | None:
+    """"JSON" or "JSON Lines" where the text is one of them, None otherwise (CSV)."""
+    text = text.strip()
+    if text[0] not in "[{":
+        return None
+    try:
+        whole = json.loads(text)
+    except json.JSONDecodeError:
+        whole = None
+    if isinstance(whole, list):
+        return "JSON"
+    try:
+        first_line = json.loads(text.splitlines()[0])
+    except json.JSONDecodeError:
+        return None
+    return "JSON Lines" if isinstance(first_line, dict) else None
 
 
 def _decode(data: bytes) -> str:
@@ -182,31 +230,132 @@ def _decode(data: bytes) -> str:
         ) from None
 
 
-def _parse_csv(text: str, sep: str | None) -> pd.DataFrame:
+def _parse_csv(text: str, sep: str | None) -> Table:
     if sep is None:
-        header = text.lstrip("\r\n").splitlines()[0]
-        counts = {s: header.count(s) for s in _SEPARATORS}
+        header_line = text.lstrip("\r\n").splitlines()[0]
+        counts = {s: header_line.count(s) for s in _SEPARATORS}
         sep = max(counts, key=counts.get) if max(counts.values()) > 0 else ","
+    separator = _SEPARATOR_NAMES[sep]
+    records, first_lines = _csv_records(text, sep)
+    header, rows = records[0], records[1:]
+    _refuse_duplicate_names(header)
+    wrong = [(number, len(row)) for number, row in enumerate(rows, start=1) if len(row) != len(header)]
+    if wrong:
+        raise _field_count_error(wrong, len(header), sep, first_lines)
+    names = [name or f"Unnamed: {position}" for position, name in enumerate(header)]  # pandas' name for ""
+    frame = pd.DataFrame(rows, columns=names, dtype=str)
+    warning = _header_warning(header, rows)
+    return Table(frame, f"CSV ({separator}-separated)", (warning,) if warning else ())
+
+
+def _field_count_error(wrong: list[tuple[int, int]], expected: int, sep: str, first_lines: list[int]) -> DatasetError:
+    """The error naming the rows (1-based, with their field counts) whose field count is not the header's."""
+    separator = _SEPARATOR_NAMES[sep]
+    by_count: dict[int, list[int]] = {}
+    for number, count in wrong:
+        by_count.setdefault(count, []).append(number)
+    found = " and ".join(
+        f"{_row_list(numbers)} {'has' if len(numbers) == 1 else 'have'} {count} field{'s' * (count != 1)}"
+        for count, numbers in by_count.items()
+    )
+    fixes = []
+    if any(count > expected for count in by_count):
+        fixes.append(f"quote cells that contain a {separator}: put double quotes around them (\"like{sep} this\")")
+    if any(count < expected for count in by_count):
+        fixes.append(f"give every row {expected} fields (an empty cell is still written, as two {separator}s in a row)")
+    first = wrong[0][0]
+    return DatasetError(
+        f"cannot read the CSV: {found} but the header has {expected} ({separator}-separated; rows counted from 1 "
+        f"below the header, row {first} is on line {first_lines[first]} of the file). To fix it, "
+        f"{'; '.join(fixes)}; or re-export the file as CSV from your spreadsheet",
+        rows=[number for number, _ in wrong],
+    )
+
+
+def _csv_records(text: str, sep: str) -> tuple[list[list[str]], list[int]]:
+    """The non-blank records of a CSV text (header first) and the file line each one starts on."""
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=sep, strict=True)
+    records: list[list[str]] = []
+    first_lines: list[int] = []
+    line = 1
     try:
-        return pd.read_csv(io.StringIO(text), sep=sep, dtype=str, keep_default_na=False, skip_blank_lines=True)
-    except pd.errors.EmptyDataError:
-        raise DatasetError("the file is empty: it holds no header and no rows") from None
-    except pd.errors.ParserError as error:
-        message = str(error)
-        found = re.search(r"Expected (\d+) fields in line (\d+), saw (\d+)", message)
-        if found:
-            expected, line, saw = map(int, found.groups())
-            raise DatasetError(
-                f"cannot read the CSV: line {line} (row {line - 1}) has {saw} cells but the header has "
-                f"{expected} ({_SEPARATOR_NAMES[sep]}-separated). A cell probably contains an unquoted "
-                f"{_SEPARATOR_NAMES[sep]}: put double quotes around such cells (\"like, this\"), or re-export "
-                "the file as CSV from your spreadsheet",
-                row=line - 1,
-            ) from None
+        for record in reader:
+            if len(record) > 1 or (record and record[0].strip()):
+                records.append(record)
+                first_lines.append(line)
+            line = reader.line_num + 1
+    except csv.Error as error:
         raise DatasetError(
-            f"cannot read the CSV ({message.strip()}): check that quotes are closed and every line has "
-            "as many cells as the header; re-exporting from a spreadsheet as 'CSV UTF-8' usually fixes it"
+            f"cannot read the CSV at line {reader.line_num} ({error}): check that quotes are closed and that a "
+            'quote inside a quoted cell is doubled ("say ""hi"""); re-exporting from a spreadsheet as '
+            "'CSV UTF-8' usually fixes it",
+            row=len(records) or None,
         ) from None
+    if not records:
+        raise DatasetError("the file is empty: it holds no header and no rows")
+    return records, first_lines
+
+
+def _refuse_duplicate_names(header: Sequence[str]) -> None:
+    repeated = sorted({name for name in header if name and header.count(name) > 1})  # "" is named by position
+    if repeated:
+        listed = ", ".join(
+            f"{name!r} (fields {', '.join(str(i + 1) for i, n in enumerate(header) if n == name)})" for name in repeated
+        )
+        raise DatasetError(
+            f"the header line names the same column more than once: {listed}. Give every column its own name "
+            "(if the file has no header line, add one naming the columns, e.g. text,label, as its first line)"
+        )
+
+
+def _header_warning(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str | None:
+    """A warning when the header line reads like a row of data (a file without a header line)."""
+    reasons = []
+    for position, name in enumerate(header):
+        if _is_number(name):
+            reasons.append(f"{name!r} is a number")
+        elif len(name.split()) >= 4 or len(name) > 50:
+            reasons.append(f"{_shorten(name)!r} reads like a text")
+        elif name.strip() and any(row[position] == name for row in rows):
+            reasons.append(f"{name!r} is also a value in its column")
+    if not reasons:
+        return None
+    return (
+        f"The first line was read as the column names ({_names(_shorten(name) for name in header)}), but it "
+        f"looks like a row of data: {'; '.join(reasons[:3])}. If the file has no header line, add one naming "
+        "the columns (e.g. text,label) as its first line; if these are the column names, ignore this."
+    )
+
+
+def _is_number(text: str) -> bool:
+    try:
+        return math.isfinite(float(text))
+    except ValueError:
+        return False
+
+
+def _shorten(text: str, limit: int = 40) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _refuse_nul_characters(frame: pd.DataFrame) -> None:
+    """NUL is never part of a text: it marks a binary file or a wrong encoding (e.g. UTF-16 without BOM)."""
+    fix = (
+        "a text file never holds them, so the file is probably binary or in another encoding (UTF-16?): "
+        "remove them, or re-save the file as CSV UTF-8"
+    )
+    names = [str(name) for name in frame.columns if "\x00" in str(name)]
+    if names:
+        raise DatasetError(f"the header holds NUL characters (\\x00), in the column name {names[0]!r}: {fix}")
+    for column in frame.columns:
+        has_nul = frame[column].map(lambda value: isinstance(value, str) and "\x00" in value).to_numpy(dtype=bool)
+        if has_nul.any():
+            rows = np.flatnonzero(has_nul)
+            raise DatasetError(
+                f"column {str(column)!r} holds NUL characters (\\x00) in {_rows(rows)}: {fix}",
+                column=str(column),
+                rows=[int(i) + 1 for i in rows],
+            )
 
 
 def _parse_json_lines(text: str) -> pd.DataFrame:
@@ -277,6 +426,8 @@ def load_dataset(
         [_cell_text(v) for v in frame[label_column]] if label_column is not None else [""] * len(frame)
     )
     label_set = _validate_label_set(labels) if labels is not None else tuple(sorted({c for c in label_cells if c}))
+    if len(label_set) < 2 and (labels is not None or label_column is not None):
+        raise DatasetError(_too_few_labels(label_set, label_column if labels is None else None), column=label_column)
     gold = _gold_indices(label_cells, label_set, label_column)
     return Dataset(
         texts=texts,
@@ -376,6 +527,25 @@ def _validate_label_set(labels: Sequence[str]) -> tuple[str, ...]:
     return label_set
 
 
+def _too_few_labels(label_set: tuple[str, ...], inferred_from: str | None) -> str:
+    """Why a label set of fewer than two labels is refused (a classifier tells labels apart)."""
+    if inferred_from is None:
+        return (
+            f"the label set has only one label, {label_set[0]!r}: MoLLIA learns to tell labels apart, so it needs "
+            "at least two. Add the other labels (e.g. sport, politics, tech)"
+        )
+    if not label_set:
+        return (
+            f"label column {inferred_from!r} is empty in every row: choose the column that holds the labels, "
+            "or type the label set"
+        )
+    return (
+        f"label column {inferred_from!r} holds only one label, {label_set[0]!r}: MoLLIA learns to tell labels "
+        "apart, so it needs at least two. Type the full label set (the rows labeled "
+        f"{label_set[0]!r} keep their label), or choose another label column"
+    )
+
+
 def _gold_indices(cells: list[str], label_set: tuple[str, ...], column: str | None) -> np.ndarray:
     position = {label: k for k, label in enumerate(label_set)}
     gold = np.array([position.get(c, -2) if c else -1 for c in cells], dtype=int)
@@ -418,14 +588,17 @@ def _cell_text(value: Any) -> str:
 
 def _rows(indices: Sequence[int]) -> str:
     """'row 3 (...)' / 'rows 3, 7 and 9 (...)' / 'rows 1, 2, ... and 40 more (...)' from 0-based positions."""
-    numbers = [str(i + 1) for i in indices]
+    return f"{_row_list([int(i) + 1 for i in indices])} (counting from 1 below the header)"
+
+
+def _row_list(numbers: Sequence[int]) -> str:
+    """'row 3' / 'rows 3, 7 and 9' / 'rows 1, 2, ... and 40 more' from 1-based row numbers."""
+    numbers = [str(n) for n in numbers]
     if len(numbers) == 1:
-        listed = f"row {numbers[0]}"
-    elif len(numbers) <= _MAX_LISTED:
-        listed = f"rows {', '.join(numbers[:-1])} and {numbers[-1]}"
-    else:
-        listed = f"rows {', '.join(numbers[:_MAX_LISTED])} and {len(numbers) - _MAX_LISTED} more"
-    return f"{listed} (counting from 1 below the header)"
+        return f"row {numbers[0]}"
+    if len(numbers) <= _MAX_LISTED:
+        return f"rows {', '.join(numbers[:-1])} and {numbers[-1]}"
+    return f"rows {', '.join(numbers[:_MAX_LISTED])} and {len(numbers) - _MAX_LISTED} more"
 
 
 def _names(columns: Sequence[Any]) -> str:

@@ -9,8 +9,9 @@ Iteration 0 trains the AL model on the human seed labels. Every later iteration 
 3. **train** a fresh ("cold start") AL model on L with ``W_d * CE + lambda_t * L_neg`` (Eq. 9),
    lambda_t growing linearly (``lambda_schedule``); seed and human-override labels have weight 1
    and no negative labels. Then predict on every text: metrics (accuracy and macro-F1 on the
-   validation / test splits where gold labels exist, agreement of the AL model with the annotator
-   on the pool) and the predictions the next iteration's d_anno needs.
+   validation / test splits where gold labels exist, else an estimate from the seed labels by
+   K-fold (``seed_cv_accuracy`` with its interval); agreement of the AL model with the annotator
+   on the pool, which is no accuracy) and the predictions the next iteration's d_anno needs.
 
 Each of the three steps is committed to the :class:`~mollia_core.store.ProjectStore` when it
 ends (the iteration's ``status`` walks ``queried`` -> ``labeled`` -> ``trained``), together with
@@ -89,6 +90,8 @@ class LoopConfig:
     learner_mode: str = "fast"
     backbone: str = "all-MiniLM-L6-v2"
     random_state: int = 0
+    #: Folds of the seed labels for the accuracy estimate of runs without gold labels (0: off).
+    seed_cv_folds: int = 5
 
     def __post_init__(self) -> None:
         if self.batch_size < 1:
@@ -99,6 +102,8 @@ class LoopConfig:
             raise LoopError(f"alpha down-weights disagreeing labels and must be in [0, 1], got {self.alpha}")
         if self.lambda_start < 0 or self.lambda_end < 0:
             raise LoopError("lambda_start and lambda_end must not be negative")
+        if self.seed_cv_folds < 0 or self.seed_cv_folds == 1:
+            raise LoopError(f"seed_cv_folds must be 0 (no estimate) or at least 2, got {self.seed_cv_folds}")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -150,6 +155,16 @@ def classification_metrics(gold: np.ndarray, predicted: np.ndarray, n_labels: in
         "accuracy": float(accuracy_score(gold, predicted)),
         "macro_f1": float(f1_score(gold, predicted, labels=list(range(n_labels)), average="macro", zero_division=0)),
     }
+
+
+def accuracy_interval(n_correct: int, n: int, confidence: float = 0.95) -> tuple[float, float]:
+    """Wilson score interval of an accuracy measured as ``n_correct`` right out of ``n`` labels."""
+    from scipy.stats import binomtest
+
+    if n < 1:
+        raise ValueError("an accuracy interval needs at least one labeled text")
+    interval = binomtest(int(n_correct), int(n)).proportion_ci(confidence_level=confidence, method="wilson")
+    return float(interval.low), float(interval.high)
 
 
 @dataclass(frozen=True)
@@ -338,6 +353,12 @@ class ActiveLearningLoop:
                 if not (y >= 0).any():
                     raise LoopError("no seed labels: label some texts (about 50) before running the loop")
                 self.store.put_array(_ANNOTATOR_FIT_Y, y)
+            wants_text = getattr(self.annotator, "wants_text_member", None)
+            if callable(wants_text) and wants_text():
+                # The text classifier joins the panel, cross-fitted on the labels the annotator is fitted on.
+                from .text_member import add_text_member
+
+                self.evidence = add_text_member(self.evidence, self.texts, y, random_state=self.config.random_state)
             self.annotator.fit(self.evidence, y)
         self._annotator_ready = True
 
@@ -430,15 +451,20 @@ class ActiveLearningLoop:
         return {"index": index, "y": y, "weight": weight, "negatives": negatives}
 
     def _fit(self, iteration: int, train: Mapping[str, np.ndarray], lam: float) -> Any:
+        learner = self._fresh_learner_on(iteration, train, lam)
+        self.learner, self._learner_iteration = learner, iteration
+        return learner
+
+    def _fresh_learner_on(self, iteration: int, train: Mapping[str, np.ndarray], lam: float, rows=slice(None)) -> Any:
+        """A new learner trained on ``rows`` (default: all) of the training set ``train``."""
         learner = self.learner_factory(iteration)
         learner.fit(
-            [self.texts[i] for i in train["index"]],
-            train["y"],
-            negative_mask=train["negatives"],
-            sample_weight=train["weight"],
+            [self.texts[i] for i in train["index"][rows]],
+            train["y"][rows],
+            negative_mask=train["negatives"][rows],
+            sample_weight=train["weight"][rows],
             negative_weight=lam,
         )
-        self.learner, self._learner_iteration = learner, iteration
         return learner
 
     def _train(self, iteration: int) -> IterationRecord:
@@ -459,6 +485,13 @@ class ActiveLearningLoop:
         prediction = proba.argmax(axis=1)
         metrics = self._metrics(prediction, train)
         metrics["overrides_used"] = pending
+        timings = {"train_s": train_s, "predict_s": predict_s}
+        if not any(k.endswith("_accuracy") for k in metrics):  # no gold labels to measure on
+            start = time.perf_counter()
+            estimate = self._seed_cv_accuracy(iteration, train, lam)
+            if estimate:
+                metrics.update(estimate)
+                timings["seed_cv_s"] = time.perf_counter() - start
         with self.store.transaction():
             for part, values in train.items():
                 self.store.put_array(_train_key(iteration, part), values)
@@ -467,10 +500,35 @@ class ActiveLearningLoop:
             self.store.delete(_proba_key(iteration - 1))  # keep only the latest probabilities
             self.store.mark_overrides_applied(iteration)
             record = self.store.update_iteration(
-                iteration, status="trained", metrics=metrics, lam=lam,
-                timings={"train_s": train_s, "predict_s": predict_s},
+                iteration, status="trained", metrics=metrics, lam=lam, timings=timings,
             )
         return record
+
+    def _seed_cv_accuracy(self, iteration: int, train: Mapping[str, np.ndarray], lam: float) -> dict[str, Any]:
+        """The estimate of this iteration's accuracy where no gold labels exist: K-fold over the seed
+        labels, each fold's seeds left out of L, a fresh learner trained on the rest of L exactly as the
+        AL model is, and scored on the left-out seeds (human labels it never saw). Pooled over the
+        folds, with a Wilson 95 % interval. MoLAM's labels in L come from MoLAM fitted on every seed,
+        so a held-out seed still reaches the fold's training set through them, weakly."""
+        folds = self.config.seed_cv_folds
+        seeds = set(self.store.seed_labels())
+        seed_rows = np.flatnonzero(np.isin(train["index"], list(seeds)))
+        if folds == 0 or len(seed_rows) < folds:
+            return {}
+        from sklearn.model_selection import KFold
+
+        correct = 0
+        splitter = KFold(folds, shuffle=True, random_state=self.config.random_state)
+        for _, held_out in splitter.split(seed_rows):
+            keep = np.ones(len(train["index"]), dtype=bool)
+            keep[seed_rows[held_out]] = False
+            learner = self._fresh_learner_on(iteration, train, lam, keep)
+            rows = seed_rows[held_out]
+            predicted = np.asarray(learner.predict_proba([self.texts[i] for i in train["index"][rows]])).argmax(axis=1)
+            correct += int((predicted == train["y"][rows]).sum())
+        low, high = accuracy_interval(correct, len(seed_rows))
+        return {"seed_cv_accuracy": correct / len(seed_rows), "seed_cv_low": low, "seed_cv_high": high,
+                "seed_cv_n": int(len(seed_rows)), "seed_cv_folds": folds}
 
     def _metrics(self, prediction: np.ndarray, train: Mapping[str, np.ndarray]) -> dict[str, Any]:
         k = len(self.labels)
@@ -556,6 +614,7 @@ __all__ = [
     "LoopConfig",
     "LoopError",
     "StepResult",
+    "accuracy_interval",
     "classification_metrics",
     "seed_sample",
 ]

@@ -30,6 +30,8 @@ from .loop import LoopConfig
 from .store import PROJECT_SUFFIX, SOURCE_OVERRIDE, SOURCE_SEED, ProjectStore, StoreError
 
 DEFAULT_SEED_COUNT = 50
+#: Seed texts per label that the prompt may show as examples (each lengthens every prompt).
+MAX_DEMONSTRATIONS_PER_CLASS = 5
 #: Share of the gold-labeled rows held out as the validation split the learning curve is measured on
 #: (only when at least ``MIN_GOLD_FOR_VALIDATION`` rows carry a label, so seeds remain plentiful).
 VALIDATION_FRACTION = 0.2
@@ -120,6 +122,15 @@ class FitReport:
     n_seeds: int
     n_with_negatives: int
     fitted_at: str
+    # annotation.AccuracyEstimates.to_dict(): intervals and plain-words warnings (None: fitted without cv)
+    estimates: dict | None = None
+    uses_text_member: bool = False
+
+    def accuracy_estimates(self):
+        """The stored :class:`~mollia_core.annotation.AccuracyEstimates`, or None."""
+        from .annotation import AccuracyEstimates
+
+        return AccuracyEstimates.from_dict(self.estimates) if self.estimates else None
 
 
 @dataclass
@@ -195,13 +206,15 @@ class Project:
         labels: Sequence[str] | None = None,
         source_name: str = "",
         random_state: int = 0,
+        hold_out_validation: bool = True,
     ):
         """Validate ``frame`` with the chosen columns and label set, and make it this project's data.
 
         Raises ``mollia_core.dataset.DatasetError`` (row, column, fix) for bad input. Where at
         least ``MIN_GOLD_FOR_VALIDATION`` rows carry a label, ``VALIDATION_FRACTION`` of them
         (drawn with ``random_state``) become the validation split: never queried, never seeds,
-        only measured on. Replacing the data once evidence or labels exist is refused.
+        only measured on (``hold_out_validation=False``: none, every labeled row may be a seed).
+        Replacing the data once evidence or labels exist is refused.
         """
         from .dataset import load_dataset
 
@@ -213,7 +226,7 @@ class Project:
         gold = np.asarray(dataset.gold, dtype=int)
         splits = np.array(["pool"] * len(gold), dtype=object)
         labeled = np.flatnonzero(gold >= 0)
-        if labeled.size >= MIN_GOLD_FOR_VALIDATION:
+        if hold_out_validation and labeled.size >= MIN_GOLD_FOR_VALIDATION:
             rng = np.random.default_rng(random_state)
             n_validation = min(int(round(VALIDATION_FRACTION * labeled.size)), MAX_VALIDATION)
             splits[rng.choice(labeled, size=n_validation, replace=False)] = "validation"
@@ -392,6 +405,50 @@ class Project:
     def set_prompt_template(self, template: str | None) -> None:
         self.store.set_setting("prompt_template", template)
 
+    @property
+    def label_descriptions(self) -> dict[str, str]:
+        """What each label means, told to the LLMs in the prompt (label -> description)."""
+        return dict(self.store.get_setting("label_descriptions", None) or {})
+
+    def set_label_descriptions(self, descriptions: dict[str, str]) -> None:
+        unknown = sorted(set(descriptions) - set(self.labels))
+        if unknown:
+            raise ProjectError(f"descriptions for labels not in the label set: {', '.join(map(repr, unknown))}")
+        kept = {label: " ".join(str(text).split()) for label, text in descriptions.items() if str(text).strip()}
+        self.store.set_setting("label_descriptions", kept)
+
+    @property
+    def demonstrations_per_class(self) -> int:
+        """How many seed texts per label the prompt shows as examples (0: none)."""
+        return int(self.store.get_setting("demonstrations_per_class", 0) or 0)
+
+    def set_demonstrations_per_class(self, per_class: int) -> None:
+        if not isinstance(per_class, int) or not 0 <= per_class <= MAX_DEMONSTRATIONS_PER_CLASS:
+            raise ProjectError(
+                f"demonstrations per label must be a whole number from 0 to {MAX_DEMONSTRATIONS_PER_CLASS}, not {per_class!r}"
+            )
+        self.store.set_setting("demonstrations_per_class", per_class)
+
+    def prompt(self):
+        """The prompt every LLM of the panel gets: the template, the label descriptions and, when
+        asked for, demonstrations chosen from the seed labels (``prompt.choose_demonstrations``)."""
+        from .evidence.prompt import PromptTemplate, choose_demonstrations
+
+        demonstrations, spares = (), ()
+        if self.demonstrations_per_class:
+            texts = self.texts
+            labeled = [(texts[self.index_of(text_id)], label) for text_id, label in self.seeds().items()]
+            demonstrations, spares = choose_demonstrations(labeled, self.labels, self.demonstrations_per_class)
+        try:
+            return PromptTemplate(
+                **({"template": self.prompt_template} if self.prompt_template else {}),
+                descriptions=self.label_descriptions,
+                demonstrations=demonstrations,
+                spare_demonstrations=spares,
+            )
+        except ValueError as exc:
+            raise ProjectError(str(exc)) from None
+
     def evidence_counts(self) -> dict[str, int]:
         """How many texts have evidence, per model of the panel (and any model stored before)."""
         coverage = self.store.evidence_coverage()
@@ -546,33 +603,46 @@ class Project:
     def fit_annotator(self, settings: AnnotatorSettings | None = None, cv: bool = True) -> FitReport:
         """Fit MoLAM on the seeds (self-training on the other texts), annotate every text and store it.
 
+        The text classifier trained on the seeds (``mollia_core.text_member``) joins the panel
+        when the method reads it (the default; "molam-llm-only" / "molam-paper" do not).
         With ``cv``, also estimate accuracy honestly on the seeds by cross-validation
-        (``annotation.cross_validated_accuracy``): MoLAM beside each single LLM, majority
-        vote and the mean of probabilities. Nothing is chosen on the validation split.
+        (``annotation.estimate_accuracy``, 95 % intervals and warnings): MoLAM beside the majority
+        class, the text member, each single LLM, majority vote and the mean of probabilities, all on
+        the same folds. With fewer than 5 seeds MoLAM is fitted and the report says that no
+        estimate is possible. Nothing is chosen on the validation split.
         """
         settings = settings or self.annotator_settings()
         evidence, y = self.require_evidence(), self._require_seeds()
         from . import annotation as ann
+        from .encoder import EncoderError
 
         molam = _make_molam(settings)
         try:
-            molam.fit(evidence, y)
-        except ann.AnnotationError as exc:
+            text_member = self._text_member(settings.random_state) if _reads_text_member(molam) else None
+            panel = text_member.add_to(evidence, y) if text_member is not None else evidence
+            molam.fit(panel, y)
+            result = molam.annotate(panel)
+            estimates = None
+            if cv:
+                estimates = ann.estimate_accuracy(
+                    self._comparison_models(settings, panel), evidence, y,
+                    random_state=settings.random_state, text_member=text_member,
+                )
+        except (ann.AnnotationError, EncoderError) as exc:
             raise ProjectError(str(exc)) from None
-        result = molam.annotate(evidence)
         vote = ann.MajorityVote().fit(evidence, y).annotate(evidence)
         mean = ann.MeanProbability().fit(evidence, y).annotate(evidence)
         cv_accuracy: dict[str, tuple[float, float]] = {}
-        if cv:
-            for name, model in self._comparison_models(settings, evidence).items():
-                mean_acc, std_acc = ann.cross_validated_accuracy(model, evidence, y)
-                cv_accuracy[name] = (float(mean_acc), float(std_acc))
+        if estimates is not None:
+            cv_accuracy = {name: (e.accuracy, e.fold_std) for name, e in estimates.methods.items()}
         negative_mask = np.asarray(result.negative_mask, dtype=bool)
         report = FitReport(
             cv_accuracy=cv_accuracy,
             n_seeds=int((y >= 0).sum()),
             n_with_negatives=int(negative_mask.any(axis=1).sum()),
             fitted_at=_now(),
+            estimates=estimates.to_dict() if estimates is not None else None,
+            uses_text_member=text_member is not None,
         )
         with self.store.transaction():
             self.store.put_array("annotation/labels", np.asarray(result.labels, dtype=int))
@@ -581,17 +651,33 @@ class Project:
             self.store.put_array("annotation/negatives", negative_mask)
             self.store.put_array("annotation/vote", np.asarray(vote.labels, dtype=int))
             self.store.put_array("annotation/mean", np.asarray(mean.labels, dtype=int))
+            # The Review page shows the text member beside the LLMs (an empty array: this fit had none).
+            self.store.put_array("annotation/text_member_proba",
+                                 panel.label_probs[:, -1] if text_member is not None else np.zeros((0, len(self.labels))))
             self.store.update_settings({"annotator_settings": asdict(settings), "fit_report": asdict(report)})
         return report
 
+    def _text_member(self, random_state: int):
+        """The text member over this project's texts (featurised once per process and dataset)."""
+        from .text_member import TextMember
+
+        key = (tuple(self.text_ids), random_state)
+        cached = getattr(self, "_text_member_cache", None)
+        if cached is None or cached[0] != key:
+            self._text_member_cache = (key, TextMember(self.texts, random_state=random_state))
+        return self._text_member_cache[1]
+
     def _comparison_models(self, settings: AnnotatorSettings, evidence: PanelEvidence) -> dict[str, Any]:
         from . import annotation as ann
+        from .text_member import TEXT_MEMBER
 
-        models: dict[str, Any] = {"MoLAM": _make_molam(settings)}
+        models: dict[str, Any] = {"MoLAM": _make_molam(settings), "majority class": ann.MajorityClass()}
+        if TEXT_MEMBER in evidence.models:
+            models["text classifier"] = ann.SingleLLM(TEXT_MEMBER)
         models["majority vote"] = ann.MajorityVote()
         models["mean probability"] = ann.MeanProbability()
-        for j, name in enumerate(evidence.models):
-            models[name] = ann.SingleLLM(j)
+        for name in evidence.llm_models:
+            models[name] = ann.SingleLLM(name)
         return models
 
     def fit_report(self) -> FitReport | None:
@@ -679,8 +765,9 @@ class Project:
         return int(((self.splits() == "pool") & ~labeled).sum())
 
     def learning_curve(self) -> pd.DataFrame:
-        """Per trained iteration: labeled count, validation accuracy (where gold exists), agreement
-        of the AL model with MoLAM on the pool, and how many texts it flagged (d_anno)."""
+        """Per trained iteration: labeled count, validation accuracy (where gold exists), else the
+        accuracy estimated on held-out seed labels with its 95 % interval, agreement of the AL model
+        with MoLAM on the pool (no accuracy), and how many texts it flagged (d_anno)."""
         rows = []
         for record in self.iterations():
             if record.status != "trained":
@@ -692,6 +779,9 @@ class Project:
                     "n_labeled": metrics.get("n_labeled"),
                     "validation_accuracy": metrics.get("validation_accuracy"),
                     "validation_macro_f1": metrics.get("validation_macro_f1"),
+                    "seed_cv_accuracy": metrics.get("seed_cv_accuracy"),
+                    "seed_cv_low": metrics.get("seed_cv_low"),
+                    "seed_cv_high": metrics.get("seed_cv_high"),
                     "annotator_agreement": metrics.get("annotator_agreement"),
                     "n_flagged": metrics.get("n_flagged", 0),
                     "lambda": record.lam,
@@ -700,8 +790,8 @@ class Project:
             )
         return pd.DataFrame(
             rows,
-            columns=["iteration", "n_labeled", "validation_accuracy", "validation_macro_f1", "annotator_agreement",
-                     "n_flagged", "lambda", "seconds"],
+            columns=["iteration", "n_labeled", "validation_accuracy", "validation_macro_f1", "seed_cv_accuracy",
+                     "seed_cv_low", "seed_cv_high", "annotator_agreement", "n_flagged", "lambda", "seconds"],
         )
 
     # ------------------------------------------------------------------ review
@@ -751,6 +841,13 @@ class Project:
         c = panel.vote_shares[index] if panel is not None else None
         none = panel.no_label_share[index] if panel is not None else None
         answers = list(panel.answers[index]) if panel is not None and panel.answers is not None else []
+        text_member = self.store.get_array("annotation/text_member_proba")
+        if panel is not None and text_member is not None and len(text_member) == len(self.text_ids):
+            from .text_member import TEXT_MEMBER  # the text classifier of the last MoLAM fit, beside the LLMs
+
+            models, answers = models + (TEXT_MEMBER,), (answers + [()] if answers else [])
+            z, c = np.vstack([z, text_member[index]]), np.vstack([c, text_member[index]])
+            none = np.append(none, 0.0)
         annotated = self.is_annotated()
         annotation = self.store.annotation(index)
         molam_label = molam_probability = vote_label = mean_label = None
@@ -861,6 +958,12 @@ def _make_molam(settings: AnnotatorSettings):
     return make_annotator(settings.method, sigma=settings.sigma, delta=settings.delta, random_state=settings.random_state)
 
 
+def _reads_text_member(annotator) -> bool:
+    """Whether ``annotator`` reads the text member of the evidence (MoLAM's default)."""
+    wants = getattr(annotator, "wants_text_member", None)
+    return bool(wants()) if callable(wants) else False
+
+
 def _labeled_rows(project: "Project") -> pd.DataFrame:
     """The labeled set L as a frame in text order (helper of ``Project.labeled_texts``)."""
     labels, ids, texts = project.labels, project.text_ids, project.texts
@@ -885,19 +988,19 @@ def _labeled_rows(project: "Project") -> pd.DataFrame:
     return pd.DataFrame(rows, columns=columns)
 
 
-def make_source(spec: AnnotatorSpec, template: str | None = None, api_key: str | None = None) -> EvidenceSource:
+def make_source(spec: AnnotatorSpec, template=None, api_key: str | None = None) -> EvidenceSource:
     """The evidence source a spec describes, behind the on-disk evidence cache.
+
+    ``template``: a template string, a ``PromptTemplate`` (``Project.prompt()``), or None.
 
     ``api_key`` is passed to a server source only; it is never stored or exported.
     Missing optional parts (a source module, a model package) raise ``ProjectError``.
     """
     from .evidence.source import EvidenceError
 
-    prompt = None
-    if template:
-        from .evidence.prompt import PromptTemplate
+    from .evidence.prompt import PromptTemplate
 
-        prompt = PromptTemplate(template=template)
+    prompt = PromptTemplate(template=template) if isinstance(template, str) and template else template or None
     try:
         if spec.kind == "embedded":
             from .evidence.embedded import EmbeddedSource

@@ -247,6 +247,24 @@ def list_projects(folder: str | Path | None = None) -> list[Path]:
     return sorted(files, key=lambda p: p.stat().st_mtime, reverse=True)
 
 
+def _disk_error(exc: BaseException, path: Path) -> StoreError | None:
+    """The plain message for SQLite's full-disk and disk-failure errors (None for any other error)."""
+    if not isinstance(exc, sqlite3.OperationalError):
+        return None
+    message = str(exc).lower()
+    if "database or disk is full" in message:
+        return StoreError(
+            f"The disk holding the project {path} is full: free some space and retry. "
+            "Nothing already stored was lost."
+        )
+    if "disk i/o error" in message:
+        return StoreError(
+            f"The disk holding the project {path} could not be written (disk I/O error: the disk may be full, "
+            "failing or disconnected): check it and retry. Nothing already stored was lost."
+        )
+    return None
+
+
 def _dumps(value: Any) -> str:
     return json.dumps(value, default=_json_default)
 
@@ -283,8 +301,11 @@ class ProjectStore:
             self._conn.execute("PRAGMA synchronous=FULL")
             self._conn.execute("PRAGMA foreign_keys=ON")
         except sqlite3.DatabaseError as exc:
-            raise StoreError(f"{self.path} is not a MoLLIA project file ({exc})") from None
+            raise self._cannot_open(exc) from None
         self._init_schema()
+
+    def _cannot_open(self, exc: sqlite3.DatabaseError) -> StoreError:
+        return _disk_error(exc, self.path) or StoreError(f"{self.path} is not a MoLLIA project file ({exc})")
 
     @classmethod
     def open(cls, path: str | Path) -> "ProjectStore":
@@ -307,7 +328,7 @@ class ProjectStore:
                         f"{SCHEMA_VERSION}): upgrade MoLLIA to open it"
                     )
         except sqlite3.DatabaseError as exc:
-            raise StoreError(f"{self.path} is not a MoLLIA project file ({exc})") from None
+            raise self._cannot_open(exc) from None
 
     # ------------------------------------------------------------------ plumbing
     def close(self) -> None:
@@ -322,26 +343,37 @@ class ProjectStore:
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
-        """Group writes into one atomic commit; nested uses join the outer transaction."""
+        """Group writes into one atomic commit; nested uses join the outer transaction.
+
+        A full or failing disk raises :class:`StoreError` with a plain message; the
+        transaction is rolled back, so what earlier commits stored stays intact.
+        """
         with self._lock:
             outer = self._depth == 0
-            if outer:
-                self._conn.execute("BEGIN IMMEDIATE")
             self._depth += 1
             try:
-                yield self._conn
-            except BaseException:
-                self._depth -= 1
                 if outer:
+                    self._conn.execute("BEGIN IMMEDIATE")
+                yield self._conn
+                if outer:
+                    self._conn.execute("COMMIT")
+            except BaseException as exc:
+                if outer and self._conn.in_transaction:
+                    # SQLite may already have rolled back on its own (it does for SQLITE_FULL / IOERR).
                     self._conn.execute("ROLLBACK")
+                disk_error = _disk_error(exc, self.path)
+                if disk_error is not None:
+                    raise disk_error from None
                 raise
-            self._depth -= 1
-            if outer:
-                self._conn.execute("COMMIT")
+            finally:
+                self._depth -= 1
 
     def _query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple]:
         with self._lock:
-            return self._conn.execute(sql, params).fetchall()
+            try:
+                return self._conn.execute(sql, params).fetchall()
+            except sqlite3.OperationalError as exc:  # a read can need temporary disk space too
+                raise _disk_error(exc, self.path) or exc
 
     # ------------------------------------------------------------------ settings
     def get_setting(self, key: str, default: Any = None) -> Any:

@@ -1,10 +1,10 @@
-"""Start a real llama.cpp server (``llama-cpp-python[server]``) on loopback, for tests and benchmarks.
+"""Start a real llama.cpp server (``python -m mollia_core serve``) on loopback, for tests and benchmarks.
 
-``with llama_server(gguf_path) as server:`` runs ``python -m llama_cpp.server`` on
-127.0.0.1 at a free port with both thread counts set (DESIGN §2: ``n_threads_batch``
-defaults to every core), waits until ``/v1/models`` answers, and always terminates the
-process, killing it if it does not stop. The server's output goes to a log file whose
-tail is shown if it fails to start.
+``with llama_server(gguf_path) as server:`` runs the user-facing ``serve`` command (llama.cpp's
+own C++ server from the prebuilt xllamacpp wheel) on 127.0.0.1 at a free port with an explicit
+thread count (DESIGN §2: prompt evaluation otherwise uses every core), waits until
+``/v1/models`` answers, and always terminates the process, killing it if it does not stop.
+The server's output goes to a log file whose tail is shown if it fails to start.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from typing import Iterator
 import httpx
 
 LOOPBACK = "127.0.0.1"
+REPO = Path(__file__).resolve().parent.parent  # where ``python -m mollia_core`` runs
 
 
 @dataclass(frozen=True)
@@ -65,6 +66,7 @@ def llama_server(
     api_key: str | None = None,
     n_ctx: int = 1024,
     n_threads: int = 2,
+    parallel: int = 1,
     startup_timeout_s: float = 120.0,
     log_dir: str | Path | None = None,
 ) -> Iterator[LlamaServer]:
@@ -73,20 +75,18 @@ def llama_server(
     log_dir = Path(log_dir) if log_dir is not None else Path(tempfile.mkdtemp(prefix="mollia-llama-server-"))
     log_path = log_dir / f"llama-server-{port}.log"
     command = [
-        sys.executable, "-m", "llama_cpp.server",
-        "--model", str(model_path), "--model_alias", alias,
+        sys.executable, "-m", "mollia_core", "serve",
+        "--model", str(model_path), "--alias", alias,
         "--host", LOOPBACK, "--port", str(port),
-        "--n_threads", str(n_threads), "--n_threads_batch", str(n_threads),
-        "--n_ctx", str(n_ctx),
-        "--logits_all", "true",  # echo + logprobs: exact label scoring
-        "--verbose", "false",
+        "--threads", str(n_threads), "--ctx", str(n_ctx), "--parallel", str(parallel),
     ]
     if api_key is not None:
-        command += ["--api_key", api_key]
+        command += ["--api-key", api_key]
     base_url = f"http://{LOOPBACK}:{port}/v1"
     headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
     with open(log_path, "wb") as log:
-        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                   cwd=REPO)
     try:
         deadline = time.monotonic() + startup_timeout_s
         while True:

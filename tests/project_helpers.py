@@ -38,3 +38,18 @@ def write_trec_files(trec: PaperDataset, folder: Path, n: int = 300, models: int
     records = [r for rs in trec_records(trec, n, models).values() for r in rs]
     evidence = write_evidence_jsonl(folder / "trec-questions.evidence.jsonl", records)
     return csv, evidence
+
+
+# TEST-NET-3 (RFC 5737): an address for documentation, never routed. Nothing listens there; tests only
+# assert that nothing is ever asked of it.
+REMOTE = "203.0.113.1"
+#: User strings that Markdown or HTML would act on: an image fetched from REMOTE, bold, a Streamlit
+#: colour directive, a javascript: link, an HTML link and an HTML image.
+INJECTIONS = (
+    f"![p](http://{REMOTE}/x.png)",
+    "**bold**",
+    ":red[x]",
+    "[x](javascript:alert(1))",
+    f'<a href="http://{REMOTE}/">a</a>',
+    f"<img src=http://{REMOTE}/i.png>",
+)

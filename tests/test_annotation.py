@@ -257,6 +257,9 @@ def test_make_annotator_names():
     assert isinstance(make_annotator("molam"), MoLAM) and not isinstance(make_annotator("molam"), MoL)
     assert isinstance(make_annotator("mol"), MoL)
     assert make_annotator("molam-paper").recipe == "paper"
+    assert make_annotator("molam").wants_text_member() and not make_annotator("molam-paper").wants_text_member()
+    assert not make_annotator("molam-llm-only").wants_text_member() and not make_annotator("mol-llm-only").wants_text_member()
+    assert make_annotator("text-classifier").model == "text-classifier"
     assert isinstance(make_annotator("vote"), MajorityVote)
     assert isinstance(make_annotator("mean"), MeanProbability)
     single = make_annotator("llm:yi:votes")
@@ -313,3 +316,66 @@ def test_paper_recipe_runs_real_xgboost_on_trec(trec):
     evaluate = y == -1
     accuracy = (model.predict(trec.evidence)[evaluate] == trec.gold[evaluate]).mean()
     assert accuracy > 0.7
+
+
+# -- honest estimates: intervals, warnings, few seeds ---------------------------------------------
+
+
+def test_estimates_warn_about_a_panel_at_chance_and_one_label_for_everything():
+    from mollia_core.annotation import MajorityClass, estimate_accuracy
+
+    rng = np.random.default_rng(0)
+    n = 200
+    gold = rng.choice(3, n, p=[0.6, 0.2, 0.2])
+    z = rng.dirichlet(np.ones(3), size=(n, 2))  # m0: noise
+    z[:, 1] = [0.05, 0.9, 0.05]  # m1: 'b' for every text
+    c = np.zeros_like(z)
+    c[np.arange(n), 0, z[:, 0].argmax(1)] = 1.0
+    c[:, 1, 1] = 1.0
+    evidence = panel(z.tolist(), c.tolist())
+    y = unlabeled(n)
+    y[:50] = gold[:50]
+    estimates = estimate_accuracy({"MoLAM": MoLAM()}, evidence, y)
+    assert estimates.n_seeds == 50 and estimates.n_folds == 5
+    assert set(estimates.methods) == {"MoLAM", "majority class"}
+    molam = estimates.methods["MoLAM"]
+    assert molam.low <= molam.accuracy <= molam.high and molam.n == 50
+    majority = estimates.methods["majority class"]
+    assert majority.accuracy == pytest.approx((gold[:50] == MajorityClass().fit(evidence, y).majority_).mean())
+    text = "\n".join(estimates.warnings)
+    assert "MoLAM (" in text and "is not clearly better than always answering 'a'" in text
+    assert "m1 answered 'b' for all 200 texts it answered." in text
+    assert "m0 is at chance on the seeds" in text and "m1 is at chance on the seeds" in text
+    again = type(estimates).from_dict(estimates.to_dict())
+    assert again == estimates
+
+
+def test_estimates_do_not_warn_about_a_good_panel():
+    from mollia_core.annotation import estimate_accuracy
+
+    evidence, gold = synthetic_panel(30, 0)
+    y = unlabeled(len(gold))
+    y[::3] = gold[::3]
+    estimates = estimate_accuracy({"MoLAM": MoLAM()}, evidence, y)
+    assert estimates.methods["MoLAM"].accuracy > 0.9 and estimates.warnings == ()
+
+
+def test_fewer_than_five_seeds_fit_and_say_no_estimate_is_possible():
+    from mollia_core.annotation import estimate_accuracy
+
+    evidence, gold = synthetic_panel(10, 0)
+    y = unlabeled(len(gold))
+    y[[0, 10, 20]] = gold[[0, 10, 20]]
+    model = MoLAM().fit(evidence, y)  # fits on what there is
+    assert (model.predict(evidence) == gold).mean() > 0.9
+    estimates = estimate_accuracy({"MoLAM": MoLAM()}, evidence, y)
+    assert estimates.methods == {} and estimates.n_folds == 0
+    assert estimates.warnings[0] == (
+        "Only 3 seed labels: no estimate of accuracy is possible; label at least 2 more "
+        "(about 50 give a useful estimate)."
+    )
+    mean, _ = cross_validated_accuracy(MoLAM(), evidence, y)  # leave-one-out with 3 seeds
+    assert 0.0 <= mean <= 1.0
+    y[[10, 20]] = -1
+    with pytest.raises(AnnotationError, match="at least 2 seed labels"):
+        cross_validated_accuracy(MoLAM(), evidence, y)

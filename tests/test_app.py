@@ -6,11 +6,17 @@ LLM evidence (replayed); pages that fit MoLAM or run iterations are in test_app_
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
+import pandas as pd
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from mollia_core.display import WORD_JOINER, markdown_text
 from mollia_core.project import AnnotatorSpec, Project
-from project_helpers import trec_frame, trec_records
+from mollia_core.store import StoreError
+from project_helpers import INJECTIONS, trec_frame, trec_records
 
 TIMEOUT = 60
 
@@ -32,7 +38,18 @@ def app(project: str | None = None, page: str | None = None) -> AppTest:
 
 
 def errors(at: AppTest) -> list[str]:
+    """The error messages as the user reads them (the page escapes them for Markdown)."""
+    return [shown(e.value) for e in at.error]
+
+
+def error_markdown(at: AppTest) -> list[str]:
+    """The error messages as the page hands them to Streamlit's Markdown."""
     return [e.value for e in at.error]
+
+
+def shown(markdown: str) -> str:
+    """What the user reads of escaped Markdown: the punctuation itself, without the invisible joiners."""
+    return re.sub(r"\\([!-/:-@\[-`{-~])", r"\1", markdown).replace(WORD_JOINER, "")
 
 
 def assert_no_exception(at: AppTest) -> None:
@@ -182,7 +199,7 @@ def test_export_page_offers_three_formats(projects, trec):
     _replayed(trec)
     at = app("rev", "views/6_export.py")
     assert_no_exception(at)
-    assert len(at.get("download_button")) == 3
+    assert len(at.get("download_button")) == 4  # CSV, JSONL, Parquet and the metadata (JSON)
     assert any("50" in m.value for m in at.markdown)
 
 
@@ -234,3 +251,87 @@ def test_annotators_page_saves_the_panel_and_never_stores_the_api_key(projects, 
     stored = b"".join(p.read_bytes() for p in projects.iterdir())
     assert b"sk-secret-never-stored-123" not in stored
     assert b"qwen-7b" in stored  # the panel itself was written
+
+
+def test_error_details_are_short_in_the_browser():
+    """An unexpected error shows Streamlit's generic message, no stack trace or exception text."""
+    import tomllib
+
+    from streamlit.config import ShowErrorDetailsConfigOptions
+
+    config = tomllib.loads((Path(__file__).resolve().parent.parent / ".streamlit" / "config.toml").read_text())
+    assert config["client"]["showErrorDetails"] == ShowErrorDetailsConfigOptions.NONE.value
+
+
+def test_user_strings_in_an_error_stay_literal(projects):
+    """A duplicate id quoted by the dataset's error reaches the page escaped (it would be an image)."""
+    Project.create("dup")
+    table = pd.DataFrame({"id": [INJECTIONS[0], "b", INJECTIONS[0]], "text": ["one", "two", "three"],
+                          "label": ["x", "y", "x"]})
+    at = upload(app("dup"), "dup.csv", table.to_csv(index=False).encode())
+    at.button[0].click().run()  # Use this data
+    assert_no_exception(at)
+    message = [e for e in error_markdown(at) if "duplicate" in e]
+    assert message and markdown_text(f"'{INJECTIONS[0]}'") in message[0], error_markdown(at)
+    assert f"'{INJECTIONS[0]}'" in shown(message[0])
+
+
+def test_injected_labels_and_ids_reach_the_pages_escaped(projects):
+    """Labels and ids in the hand-labeling caption, buttons and the prompt preview are escaped."""
+    project = Project.create("inj")
+    texts = [f"text {i} {INJECTIONS[i % len(INJECTIONS)]}" for i in range(12)]
+    ids = [f"{INJECTIONS[i % len(INJECTIONS)]} {i}" for i in range(12)]
+    project.set_dataset(pd.DataFrame({"id": ids, "text": texts}), "text", id_column="id", labels=list(INJECTIONS))
+    at = app("inj")
+    assert_no_exception(at)
+    first = project.seed_candidates(50)[0]
+    assert f"Text id {markdown_text(first)}" in [c.value for c in at.caption]
+    buttons = {b.label for b in at.button}
+    assert {f"{k + 1} · {markdown_text(label)}" for k, label in enumerate(project.labels)} <= buttons
+    at = app("inj", "views/2_annotators.py")
+    assert_no_exception(at)
+    sample = project.seed_candidates(1)[0]
+    assert any(c.value.startswith(f"Preview on text {markdown_text(sample)} ") for c in at.caption)
+
+
+FULL_DISK = StoreError("The disk holding the project /tmp/p_*x*.mollia.sqlite is full: free some space and retry. "
+                       "Nothing already stored was lost.")
+
+
+def _raise_full_disk(*args, **kwargs):
+    raise FULL_DISK
+
+
+def test_review_page_says_the_disk_is_full_and_keeps_the_labels(projects, trec, monkeypatch):
+    project = _replayed(trec)
+    before = project.labeled_texts()
+    at = app("rev", "views/5_review.py")
+    at.selectbox(key="review_text_-1").select(str(before["id"].iloc[0])).run()
+    assert_no_exception(at)
+    other = next(b for b in at.button if b.key and b.key.startswith("override_") and b.proto.type == "secondary")
+    monkeypatch.setattr(Project, "override", _raise_full_disk)
+    other.click().run()
+    assert_no_exception(at)
+    assert markdown_text(FULL_DISK) in error_markdown(at)
+    pd.testing.assert_frame_equal(project.labeled_texts(), before)
+
+
+def test_active_learning_page_says_the_disk_is_full(projects, trec, monkeypatch):
+    _replayed(trec)
+    monkeypatch.setattr(Project, "run_iterations", _raise_full_disk)
+    at = app("rev", "views/4_active_learning.py")
+    next(b for b in at.button if b.label == "Next iteration").click().run()
+    assert_no_exception(at)
+    assert markdown_text(FULL_DISK) in error_markdown(at)
+
+
+def test_molam_page_with_few_seeds_explains_without_a_traceback(projects, trec):
+    project = _replayed(trec, seeds=False)
+    project.take_seeds_from_column(3)
+    at = app("rev", "views/3_molam.py")
+    at.button[0].click().run()  # Fit MoLAM (form submit)
+    assert_no_exception(at)
+    assert not errors(at)
+    assert Project.open("rev").fit_report().n_seeds == 3  # fitted with what there is
+    warnings = [shown(w.value) for w in at.warning]
+    assert any("seed" in w for w in warnings), warnings  # and says what the estimate is worth

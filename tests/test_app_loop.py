@@ -68,8 +68,8 @@ def test_molam_page_fits_and_compares_honestly(projects, trec):
     assert_no_exception(at)
     assert not errors(at)
     report = project.fit_report()
-    assert set(report.cv_accuracy) == {"MoLAM", "majority vote", "mean probability",
-                                       "replay:gemma", "replay:llama", "replay:mistral"}
+    assert set(report.cv_accuracy) == {"MoLAM", "majority class", "text classifier", "majority vote",
+                                       "mean probability", "replay:gemma", "replay:llama", "replay:mistral"}
     assert all(0 <= mean <= 1 and std >= 0 for mean, std in report.cv_accuracy.values())
     shown = at.dataframe[0].value
     assert list(shown["method"]) == list(report.cv_accuracy)
@@ -128,7 +128,8 @@ def test_review_page_filters_shows_evidence_and_overrides(iterated, projects, tr
     assert_no_exception(at)
     assert at.text[0].value == project.texts[project.index_of(text_id)]
     info = project.text_evidence(text_id)
-    assert len(info.models) == 5 and info.molam_label in project.labels
+    assert info.models == (*(f"replay:{m}" for m in ("gemma", "llama", "mistral", "qwen", "yi")), "text-classifier")
+    assert info.molam_label in project.labels
     answers = at.dataframe[1].value
     assert list(answers["LLM"]) == list(info.models)
     new_label = next(label for label in project.labels if label != info.label)

@@ -305,3 +305,23 @@ def test_real_embedded_model_rerun_and_resume_through_the_cache(tmp_path, monkey
     other_decoding = EmbeddedSource("smollm2-135m", n_samples=4, max_new_tokens=4)
     assert other_decoding.cache_key != source.cache_key
     assert CachedSource(other_decoding, cache).cached_count(texts, labels) == 0
+
+
+def test_embedded_cache_key_changes_with_descriptions_demonstrations_and_surface_forms():
+    from mollia_core.evidence.embedded import EmbeddedSource
+    from mollia_core.evidence.prompt import PromptTemplate
+
+    def key(**kwargs) -> str:
+        return EmbeddedSource("smollm2-135m", **kwargs).cache_key
+
+    base = key()
+    described = key(template=PromptTemplate(descriptions={"ham": "an ordinary, legitimate email"}))
+    keys = {
+        base,
+        described,
+        key(template=PromptTemplate(descriptions={"ham": "a legitimate email"})),
+        key(template=PromptTemplate(demonstrations=(("Meeting at 10", "ham"),))),
+        key(surface_forms=False),
+    }
+    assert len(keys) == 5
+    assert key(template=PromptTemplate(descriptions={"ham": "an ordinary, legitimate email"})) == described

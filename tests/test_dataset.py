@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mollia_core.dataset import Dataset, DatasetError, load_dataset, read_table
+from mollia_core.dataset import Dataset, DatasetError, load_dataset, open_table, read_table
 
 GOOD_CSV = (
     "id,text,label\n"
@@ -66,13 +66,13 @@ def test_csv_cells_are_kept_as_written():
 def test_semicolon_and_tab_separated_files():
     semi = load_dataset("text;label\nbonjour, le monde;fr\nhello;en\n".encode(), "text", label_column="label")
     assert semi.texts == ("bonjour, le monde", "hello") and semi.labels == ("en", "fr")
-    tab = load_dataset(b"text\tlabel\nhello, world\ten\n", "text", label_column="label", name="x.tsv")
-    assert tab.texts == ("hello, world",)
+    tab = load_dataset(b"text\tlabel\nhello, world\ten\nhallo\tde\n", "text", label_column="label", name="x.tsv")
+    assert tab.texts == ("hello, world", "hallo")
 
 
 def test_utf8_bom_is_accepted():
-    data = load_dataset("\ufefftext,label\ncafé,fr\n".encode("utf-8"), "text", label_column="label")
-    assert data.texts == ("café",)
+    data = load_dataset("\ufefftext,label\ncafé,fr\ntea,en\n".encode("utf-8"), "text", label_column="label")
+    assert data.texts == ("café", "tea")
     assert "text" in data.frame.columns
 
 
@@ -225,14 +225,152 @@ def test_unparseable_csv_names_the_line_and_the_fix():
     with pytest.raises(DatasetError) as caught:
         read_table(csv)
     message = str(caught.value)
-    assert "line 3 (row 2) has 3 cells but the header has 2" in message
-    assert "put double quotes around such cells" in message
+    assert message.startswith("cannot read the CSV: row 2 has 3 fields but the header has 2 (comma-separated;")
+    assert "row 2 is on line 3 of the file" in message
+    assert 'quote cells that contain a comma: put double quotes around them ("like, this")' in message
     assert caught.value.row == 2
 
 
+def test_every_row_must_have_the_header_field_count():
+    csv = (
+        b"id,text,label\na1,Hello there,sport\na2,Shares fell, then rose,business\na3,ok,tech\n"
+        b"a4,Polls open,politics\na5,Rain,weather\na6,Goal,sport\na7,Up, down,business\n"
+    )
+    with pytest.raises(DatasetError) as caught:
+        load_dataset(csv, "text", id_column="id", label_column="label")
+    assert "cannot read the CSV: rows 2 and 7 have 4 fields but the header has 3" in str(caught.value)
+    assert caught.value.rows == (2, 7)
+
+
+def test_an_extra_cell_in_the_first_row_does_not_shift_the_columns():
+    # pandas would take the first column as an index and report "empty texts" in a row that has text.
+    with pytest.raises(DatasetError) as caught:
+        load_dataset(b"id,text\n1,hello, world\n2,bye\n", "text", id_column="id")
+    assert "row 1 has 3 fields but the header has 2" in str(caught.value)
+    assert "empty texts" not in str(caught.value) and caught.value.rows == (1,)
+
+
+def test_short_rows_are_refused_not_padded():
+    with pytest.raises(DatasetError) as caught:
+        read_table(b"id,text,label\n1,hi,a\n2,bye\n3,x,y\n4,z\n")
+    message = str(caught.value)
+    assert "rows 2 and 4 have 2 fields but the header has 3" in message
+    assert "give every row 3 fields (an empty cell is still written, as two commas in a row)" in message
+    with pytest.raises(DatasetError, match="row 1 has 4 fields and row 2 has 2 fields but the header has 3"):
+        read_table(b"id,text,label\n1,hi,a,b\n2,bye\n")
+
+
 def test_unclosed_quote():
-    with pytest.raises(DatasetError, match="cannot read the CSV.*quotes"):
-        read_table(b'text,label\n"never closed,a\nnext,b\n')
+    with pytest.raises(DatasetError) as caught:
+        read_table(b'text,label\nfine,a\n"never closed,a\nnext,b\n')
+    assert str(caught.value).startswith("cannot read the CSV at line 4 (unexpected end of data): check that quotes")
+    assert caught.value.row == 2
+
+
+def test_a_header_naming_a_column_twice_is_refused():
+    with pytest.raises(DatasetError) as caught:
+        read_table(b"sport,sport\ntennis,golf\n")
+    assert "names the same column more than once: 'sport' (fields 1, 2)" in str(caught.value)
+    assert "if the file has no header line, add one" in str(caught.value)
+
+
+def test_blank_lines_are_skipped_and_an_empty_header_cell_is_named_as_pandas_does():
+    frame = read_table(b",text,label\r\n0,a,x\r\n\r\n1,\"b\r\nc\",y\r\n\r\n")
+    assert list(frame.columns) == ["Unnamed: 0", "text", "label"]
+    assert frame["text"].tolist() == ["a", "b\r\nc"]
+
+
+@pytest.mark.parametrize(
+    "content, kind",
+    [
+        (b'{"text": "a b", "label": "x"}\n{"text": "c d", "label": "y"}\n', "JSON Lines"),
+        (b'[{"text": "a b", "label": "x"}, {"text": "c d", "label": "y"}]', "JSON"),
+        (b'[\n  {"text": "a b", "label": "x"},\n  {"text": "c d", "label": "y"}\n]\n', "JSON"),
+    ],
+)
+def test_json_content_is_read_as_json_whatever_the_file_name(content, kind):
+    table = open_table(Upload(content, "data.csv"))
+    assert table.format == kind
+    assert table.warnings == (f"'data.csv' holds {kind}, not CSV: it was read as {kind}.",)
+    assert table.frame.to_dict("list") == {"text": ["a b", "c d"], "label": ["x", "y"]}
+    data = load_dataset(content, "text", label_column="label", name="data.csv")
+    assert data.texts == ("a b", "c d") and data.labels == ("x", "y")
+
+
+def test_broken_json_lines_in_a_csv_file_is_named_as_json_lines():
+    with pytest.raises(DatasetError, match="cannot read the JSON Lines file: line 2 is not valid JSON"):
+        read_table(b'{"text": "a"}\n{"text": \n', name="data.csv")
+
+
+def test_a_header_line_that_looks_like_data_is_pointed_out():
+    table = open_table(b"The striker scored twice,sport\nShares fell,business\nNew phone,sport\n", name="news.csv")
+    assert len(table.warnings) == 1
+    warning = table.warnings[0]
+    assert warning.startswith(
+        "The first line was read as the column names ('The striker scored twice', 'sport'), but it looks like a "
+        "row of data: 'The striker scored twice' reads like a text; 'sport' is also a value in its column."
+    )
+    assert "If the file has no header line, add one naming the columns (e.g. text,label)" in warning
+    assert "'1' is a number" in open_table(b"1,hello,sport\n2,bye,tech\n").warnings[0]
+    good = open_table(GOOD_CSV.encode(), name="news.csv")
+    assert good.warnings == () and good.format == "CSV (comma-separated)"
+
+
+@pytest.mark.parametrize(
+    "source, name",
+    [
+        (b"id,text\n1,fine\n2,hel\x00lo\n", "data.csv"),
+        (b'{"text": "fine"}\n{"text": "hel\\u0000lo"}\n', "data.jsonl"),
+        (pd.DataFrame({"text": ["fine", "hel\x00lo"]}), None),
+    ],
+)
+def test_nul_characters_are_refused_with_the_row(source, name):
+    with pytest.raises(DatasetError) as caught:
+        load_dataset(source, "text", name=name)
+    assert str(caught.value).startswith(
+        "column 'text' holds NUL characters (\\x00) in row 2 (counting from 1 below the header): a text file "
+        "never holds them"
+    )
+    assert caught.value.rows == (2,) and caught.value.column == "text"
+    with pytest.raises(DatasetError, match=r"the header holds NUL characters \(\\x00\), in the column name"):
+        read_table(b"id,te\x00xt\n1,fine\n")
+
+
+def test_a_single_label_is_refused_at_import():
+    csv = b"text,label\none,sport\ntwo,sport\nthree,\n"
+    with pytest.raises(DatasetError) as caught:
+        load_dataset(csv, "text", label_column="label")
+    assert str(caught.value) == (
+        "label column 'label' holds only one label, 'sport': MoLLIA learns to tell labels apart, so it needs at "
+        "least two. Type the full label set (the rows labeled 'sport' keep their label), or choose another label "
+        "column"
+    )
+    with pytest.raises(DatasetError, match="^the label set has only one label, 'sport': .* Add the other labels"):
+        load_dataset(csv, "text", label_column="label", labels=["sport"])
+    with pytest.raises(DatasetError, match="^label column 'label' is empty in every row: choose the column"):
+        load_dataset(b"text,label\none,\ntwo,\n", "text", label_column="label")
+    typed = load_dataset(csv, "text", label_column="label", labels=["sport", "politics"])
+    assert typed.labels == ("sport", "politics") and typed.gold.tolist() == [0, 0, -1]
+
+
+def test_refused_input_leaves_the_projects_data_as_it_was(tmp_path, monkeypatch, mollia_home):
+    from mollia_core.project import Project
+
+    monkeypatch.setenv("MOLLIA_PROJECTS_DIR", str(tmp_path / "projects"))
+    project = Project.create("kept")
+    project.set_dataset(read_table(GOOD_CSV.encode()), "text", id_column="id", label_column="label")
+    bad_frames = [
+        pd.DataFrame({"id": ["x1", "x2"], "text": ["ok", "nul\x00here"], "label": ["sport", "tech"]}),
+        pd.DataFrame({"id": ["x1", "x2"], "text": ["ok", "fine"], "label": ["sport", "sport"]}),
+    ]
+    for frame in bad_frames:
+        with pytest.raises(DatasetError):
+            project.set_dataset(frame, "text", id_column="id", label_column="label")
+    reopened = Project.open("kept")
+    assert list(reopened.text_ids) == ["a1", "a2", "a3", "a4"]
+    assert list(reopened.texts) == ["The striker scored twice", "Shares fell, then rose", "Parliament votes today",
+                                    "New phone unveiled"]
+    assert reopened.labels == ("business", "sport", "tech")
 
 
 def test_bad_json_lines_names_the_line():

@@ -1,36 +1,56 @@
 """End to end in a real headless Chromium (Debian's ``chromium``) driven by Playwright, against
-``streamlit run app.py`` started here on loopback: upload a CSV, take seeds, annotate with replayed
-real LLM evidence (the paper's five LLMs on TREC), fit MoLAM, run two iterations, override a
-flagged label, export CSV and check the file. Screenshots of every page go to ``assets/``.
+``streamlit run app.py`` started here on loopback.
+
+The walk-through uploads a CSV, takes seeds, annotates with replayed real LLM evidence (the paper's
+five LLMs on TREC), fits MoLAM, runs two iterations, overrides a flagged label and exports CSV. A
+second walk loads a table whose ids, texts, labels, column and model names are Markdown / HTML
+injections and checks every page shows them as text. Every request the pages make is recorded:
+anything not addressed to 127.0.0.1 fails the test (and is aborted, so nothing leaves the machine).
+
+Screenshots of every page go to a temporary folder; ``python scripts/screenshots.py`` (which sets
+``MOLLIA_SCREENSHOTS_DIR``) writes them to ``assets/`` for the README.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
+import re
 import shutil
 import socket
 import subprocess
 import sys
 import time
+import urllib.parse
 import urllib.request
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
+from mollia_core.display import WORD_JOINER
+from mollia_core.evidence.replay import write_evidence_jsonl
 from mollia_core.export import import_labeled
-from project_helpers import write_trec_files
+from project_helpers import INJECTIONS, REMOTE, trec_frame, trec_records, write_trec_files
 
 pytestmark = pytest.mark.e2e
 
 REPO = Path(__file__).resolve().parent.parent
-ASSETS = REPO / "assets"
+LOOPBACK = "127.0.0.1"
 N_TEXTS, BATCH, SEEDS = 300, 20, 50
 LONG = 240_000  # ms: fitting, the encoder's first load and training on a busy 2-core machine
+# Background networking, component updates and sync are the browser's own traffic, not the page's.
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+INJECTED_LABEL_COLUMN = f"category ![c](http://{REMOTE}/c.png) **col**"
+INJECTED_MODELS = {"gemma": f'<a href="http://{REMOTE}/m">gemma</a>', "llama": "**llama** :red[y]",
+                   "mistral": f"![m](http://{REMOTE}/m.png) mistral"}
 
 
 def _free_port() -> int:
     with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
+        s.bind((LOOPBACK, 0))
         return s.getsockname()[1]
 
 
@@ -42,12 +62,12 @@ def server(tmp_path):
     log = (tmp_path / "streamlit.log").open("w")
     process = subprocess.Popen(
         [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
-         "--server.address", "127.0.0.1", "--server.headless", "true", "--browser.gatherUsageStats", "false",
+         "--server.address", LOOPBACK, "--server.headless", "true", "--browser.gatherUsageStats", "false",
          # No hot reload: a source file edited while the test runs must not swap classes under the app.
          "--server.fileWatcherType", "none"],
         cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT,
     )
-    url = f"http://127.0.0.1:{port}"
+    url = f"http://{LOOPBACK}:{port}"
     try:
         for _ in range(120):
             try:
@@ -65,15 +85,67 @@ def server(tmp_path):
 
 
 @pytest.fixture
-def browser():
+def browser(tmp_path):
     playwright_api = pytest.importorskip("playwright.sync_api")
     executable = shutil.which("chromium") or shutil.which("chromium-browser")
     if executable is None:
         pytest.fail("Debian's chromium is not installed: apt-get install -y --no-install-recommends chromium")
+    # Chromium keeps crash-report settings and a dconf database under the home folder: a temporary one.
+    home = tmp_path / "browser-home"
+    env = dict(os.environ, HOME=str(home), XDG_CONFIG_HOME=str(home / ".config"), XDG_CACHE_HOME=str(home / ".cache"))
     with playwright_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=executable, headless=True, args=["--no-sandbox"])
+        browser = p.chromium.launch(executable_path=executable, headless=True, args=CHROMIUM_ARGS, env=env)
         yield browser
         browser.close()
+
+
+class RecordedPage:
+    """A browser page whose every request is logged; a request for another host is aborted."""
+
+    def __init__(self, browser) -> None:
+        self.requests: list[str] = []
+        self.context = browser.new_context(viewport={"width": 1400, "height": 1500}, accept_downloads=True)
+        self.context.route("**/*", self._route)
+        self.page = self.context.new_page()
+        self.page.set_default_timeout(60_000)
+
+    def _route(self, route) -> None:
+        self.requests.append(route.request.url)
+        if _leaves_the_machine(route.request.url):
+            route.abort()
+        else:
+            route.continue_()
+
+    def outside_requests(self) -> list[str]:
+        """Requests (and resource URLs the page holds: favicon, images, scripts) not for 127.0.0.1."""
+        in_page = self.page.evaluate(
+            """() => [
+                ...performance.getEntriesByType('resource').map(e => e.name),
+                ...[...document.querySelectorAll('img, script, iframe, source, link, image')]
+                    .map(e => e.getAttribute('src') || e.getAttribute('href') || e.getAttribute('xlink:href') || '')
+                    .filter(Boolean).map(ref => new URL(ref, document.baseURI).href),
+            ]"""
+        )
+        return sorted({url for url in self.requests + in_page if _leaves_the_machine(url)})
+
+
+def _leaves_the_machine(url: str) -> bool:
+    parts = urllib.parse.urlsplit(url)
+    return parts.scheme not in ("data", "blob", "about") and parts.hostname != LOOPBACK
+
+
+@pytest.fixture
+def recorded(browser, tmp_path):
+    recorded = RecordedPage(browser)
+    yield recorded
+    recorded.context.close()
+
+
+def screenshots_dir(tmp_path: Path) -> Path:
+    """Where the page screenshots go: the README's ``assets/`` only when scripts/screenshots.py asks."""
+    folder = Path(os.environ.get("MOLLIA_SCREENSHOTS_DIR") or tmp_path / "screenshots")
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
 
 
 def _go(page, title: str) -> None:
@@ -81,13 +153,19 @@ def _go(page, title: str) -> None:
     page.get_by_role("heading", name=title).wait_for()
 
 
-def _shot(page, name: str) -> None:
+def _wait_for_charts(page, expected: int = 0) -> None:
+    """Wait until the page's Plotly charts (at least ``expected`` of them) are drawn: Plotly loads and
+    draws after the page settles."""
     charts = page.locator("[data-testid=stPlotlyChart]")
-    for i in range(charts.count()):  # Plotly draws after the page settles
+    for i in range(max(charts.count(), expected)):
         charts.nth(i).locator(".main-svg").first.wait_for(state="attached")
+
+
+def _shot(page, folder: Path, name: str) -> None:
+    _wait_for_charts(page)
     page.wait_for_timeout(800)
     page.evaluate("document.querySelectorAll('[data-testid=stMain], section.main').forEach(e => e.scrollTo(0, 0))")
-    page.screenshot(path=str(ASSETS / f"{name}.png"))
+    page.screenshot(path=str(folder / f"{name}.png"))
 
 
 def _wait_for(page, locator, timeout: int = 60_000) -> None:
@@ -120,19 +198,27 @@ def _choose(page, label: str, option: str | None = None) -> str:
     return picked
 
 
-def test_from_csv_to_exported_labels_in_a_real_browser(server, browser, trec, tmp_path):
-    ASSETS.mkdir(exist_ok=True)
-    page = browser.new_page(viewport={"width": 1400, "height": 1500}, accept_downloads=True)
-    page.set_default_timeout(60_000)
+def _run_recorded(recorded: RecordedPage, tmp_path: Path, walk) -> None:
+    """Run ``walk(page)``; then no request may have left 127.0.0.1. A failure leaves a full-page screenshot."""
     try:
-        _walk_through(page, server, trec, tmp_path)
+        walk(recorded.page)
     except BaseException:
-        page.screenshot(path=str(tmp_path / "failure.png"), full_page=True)
+        recorded.page.screenshot(path=str(tmp_path / "failure.png"), full_page=True)
         print(f"screenshot of the failure: {tmp_path / 'failure.png'}")
         raise
+    finally:
+        outside = recorded.outside_requests()
+    assert outside == [], f"the page asked for resources off this machine: {outside}"
+    icons = recorded.page.evaluate("[...document.querySelectorAll('link[rel~=icon]')].map(link => link.href)")
+    assert icons and all("/media/" in icon for icon in icons), f"the page icon is not served here: {icons}"
+
+
+def test_from_csv_to_exported_labels_in_a_real_browser(server, recorded, trec, tmp_path):
+    _run_recorded(recorded, tmp_path, lambda page: _walk_through(page, server, trec, tmp_path))
 
 
 def _walk_through(page, server, trec, tmp_path) -> None:
+    shots = screenshots_dir(tmp_path)
     csv, evidence = write_trec_files(trec, tmp_path, n=N_TEXTS)
     page.goto(server)
 
@@ -147,7 +233,7 @@ def _walk_through(page, server, trec, tmp_path) -> None:
     _wait_for(page, page.get_by_role("heading", name="Seed labels"))
     page.get_by_role("button", name=f"Take {SEEDS} seeds from column 'label'").click()
     page.get_by_text(f"{SEEDS} seed labels").wait_for()
-    _shot(page, "1-data")
+    _shot(page, shots, "1-data")
 
     # 2 Annotators: replay the five LLMs' real evidence.
     _go(page, "Annotators")
@@ -155,25 +241,21 @@ def _walk_through(page, server, trec, tmp_path) -> None:
     page.locator("input[type=file]").set_input_files(str(evidence))
     page.get_by_role("button", name="Import evidence").click()
     _wait_for(page, page.get_by_role("heading", name="Each LLM on the seed labels"))
-    _shot(page, "2-annotators")
+    _shot(page, shots, "2-annotators")
 
     # 3 MoLAM.
     _go(page, "MoLAM")
     page.get_by_role("button", name="Fit MoLAM").click()
     _wait_for(page, page.get_by_role("heading", name="Accuracy on the seeds (cross-validated)"), LONG)
-    _shot(page, "3-molam")
+    _shot(page, shots, "3-molam")
 
     # 4 Active learning: batch of 20, two iterations.
     _go(page, "Active learning")
-    batch = page.get_by_label("Batch size B")
-    batch.fill(str(BATCH))
-    batch.press("Enter")
-    n_more = page.get_by_label("N", exact=True)
-    n_more.fill("2")
-    n_more.press("Enter")
+    _set_number(page, "Batch size B", BATCH)
+    _set_number(page, "N", 2)
     page.get_by_role("button", name="Run 2 iterations").click()
     _wait_for(page, page.get_by_text("iterations done: 2"), LONG)
-    _shot(page, "4-active-learning")
+    _shot(page, shots, "4-active-learning")
 
     # 5 Review: the flagged texts; override the first one's label in one click.
     _go(page, "Review")
@@ -187,7 +269,7 @@ def _walk_through(page, server, trec, tmp_path) -> None:
     # The button's accessible name ends with its keyboard shortcut: "3 · entity 3".
     page.get_by_role("button", name=f"{labels.index(new_label) + 1} · {new_label}").click()
     page.get_by_text("Overrides of this text").wait_for()
-    _shot(page, "5-review")
+    _shot(page, shots, "5-review")
 
     # 6 Export: CSV.
     _go(page, "Export")
@@ -195,7 +277,7 @@ def _walk_through(page, server, trec, tmp_path) -> None:
         page.get_by_role("button", name="Download CSV").click()
     exported = tmp_path / "export.csv"
     download.value.save_as(exported)
-    _shot(page, "6-export")
+    _shot(page, shots, "6-export")
 
     frame = import_labeled(exported)
     assert len(frame) == SEEDS + 2 * BATCH
@@ -211,3 +293,153 @@ def _walk_through(page, server, trec, tmp_path) -> None:
     assert set(molam["iteration"]) == {1, 2}
     # The user's own column travels with each text.
     assert frame["note"].str.startswith("nöte").all()
+
+
+def _set_number(page, label: str, value: int) -> None:
+    field = page.get_by_label(label, exact=True)
+    field.fill(str(value))
+    field.press("Enter")
+
+
+# ------------------------------------------------------------------------ user data stays text
+
+
+def _injected_files(trec, folder: Path, n: int) -> tuple[Path, Path, Path, list[str]]:
+    """TREC questions whose ids, texts, labels, label column and model names are injections: the CSV,
+    the same CSV with its first row repeated (a duplicate id), the matching evidence file, the ids."""
+    frame = trec_frame(trec, n)
+    renamed = dict(zip(trec.labels, INJECTIONS))
+    ids = [f"{INJECTIONS[i % len(INJECTIONS)]} {qid}" for i, qid in enumerate(frame["qid"])]
+    table = pd.DataFrame({
+        "id": ids,
+        "text": [f"{question} {INJECTIONS[i % len(INJECTIONS)]}" for i, question in enumerate(frame["question"])],
+        INJECTED_LABEL_COLUMN: frame["category"].map(renamed),
+    })
+    csv, duplicated = folder / "injected.csv", folder / "duplicated.csv"
+    table.to_csv(csv, index=False)
+    pd.concat([table, table.iloc[[0]]]).to_csv(duplicated, index=False)
+    id_of = dict(zip(frame["qid"], ids))
+    records = [
+        dataclasses.replace(record, text_id=id_of[record.text_id], model=INJECTED_MODELS[record.model],
+                            labels=tuple(renamed[label] for label in record.labels))
+        for records in trec_records(trec, n, models=len(INJECTED_MODELS)).values() for record in records
+    ]
+    evidence = write_evidence_jsonl(folder / "injected.evidence.jsonl", records)
+    return csv, duplicated, evidence, ids
+
+
+def _read(text: str) -> str:
+    """Page text as the user reads it: the invisible word joiners that keep autolinks off dropped, and
+    Plotly's no-break spaces read as spaces."""
+    return text.replace(WORD_JOINER, "").replace("\u00a0", " ")
+
+
+def _click_button(page, label: re.Pattern) -> None:
+    """Click the first button whose label, as the user reads it, holds a match of ``label``."""
+    buttons = page.get_by_role("button")
+    for i in range(buttons.count()):
+        if label.search(_read(buttons.nth(i).inner_text())):
+            buttons.nth(i).click()
+            return
+    pytest.fail(f"no button reads {label.pattern}")
+
+
+def _assert_inert(page, *literal: str, charts: int = 0) -> None:
+    """No link, image or bold text made from user data, and each ``literal`` string shown as it is
+    (on the page or in its ``charts`` Plotly charts)."""
+    _settle(page)
+    _wait_for_charts(page, charts)
+    made = page.evaluate(
+        """(remote) => [...document.querySelectorAll('a, img, image, strong, b, iframe')].filter(e => {
+            const ref = e.getAttribute('href') || e.getAttribute('src') || e.getAttribute('xlink:href') || '';
+            return ref.includes(remote) || ref.trim().toLowerCase().startsWith('javascript:')
+                || (['STRONG', 'B'].includes(e.tagName) && ['bold', 'col', 'llama'].includes(e.textContent));
+        }).map(e => e.outerHTML.slice(0, 300))""",
+        REMOTE,
+    )
+    assert made == [], f"user data became markup: {made}"
+    shown = _read(page.get_by_test_id("stMain").inner_text() + "".join(
+        page.locator("[data-testid=stPlotlyChart]").all_text_contents()))
+    missing = [text for text in literal if text not in shown]
+    assert missing == [], f"not shown literally: {missing}"
+
+
+def _use_table(page, csv: Path) -> None:
+    """Upload ``csv``, take its labels from the injected label column, press "Use this data"."""
+    page.locator("input[type=file]").set_input_files(str(csv))
+    _settle(page)
+    _choose(page, "Label column (optional)", INJECTED_LABEL_COLUMN)
+    page.get_by_text("From the label column").click()
+    _settle(page)
+    page.get_by_role("button", name="Use this data").click()
+
+
+def test_user_data_is_shown_never_interpreted(server, recorded, trec, tmp_path):
+    _run_recorded(recorded, tmp_path, lambda page: _walk_injected(page, server, trec, tmp_path))
+
+
+def _walk_injected(page, server, trec, tmp_path) -> None:
+    csv, duplicated, evidence, ids = _injected_files(trec, tmp_path, n=150)
+    page.goto(server)
+    page.get_by_label("New project").fill("injected")
+    page.get_by_role("button", name="Create project").click()
+    page.get_by_text("Open: injected").wait_for()
+
+    # Data: a duplicate id is named in the error as it is.
+    _use_table(page, duplicated)
+    error = page.get_by_test_id("stAlertContentError")
+    error.wait_for()
+    message = _read(error.inner_text())
+    assert "duplicate" in message and f"'{ids[0]}'" in message, message
+    _assert_inert(page)
+
+    _use_table(page, csv)
+    _wait_for(page, page.get_by_role("heading", name="Seed labels"))
+    _settle(page)
+    main = _read(page.get_by_test_id("stMain").inner_text())
+    assert any(f"Text id {text_id}" in main for text_id in ids), "the hand-labeling caption names the text"
+    _assert_inert(page, INJECTED_LABEL_COLUMN, *INJECTIONS)
+    _click_button(page, re.compile(re.escape(f"Take {SEEDS} seeds from column '{INJECTED_LABEL_COLUMN}'")))
+    page.get_by_text(f"{SEEDS} seed labels").wait_for()
+
+    # Annotators: the replayed models' names and the prompt preview's caption.
+    _go(page, "Annotators")
+    page.get_by_text("Replay an evidence file (no LLM needed)").click()
+    page.locator("input[type=file]").set_input_files(str(evidence))
+    page.get_by_role("button", name="Import evidence").click()
+    _wait_for(page, page.get_by_role("heading", name="Each LLM on the seed labels"))
+    _settle(page)
+    main = _read(page.get_by_test_id("stMain").inner_text())
+    assert any(f"Preview on text {text_id}" in main for text_id in ids), "the preview caption names the text"
+    _assert_inert(page, *(f"replay:{name}" for name in INJECTED_MODELS.values()))
+
+    # MoLAM: the models on the accuracy chart, the labels in the histogram's legend.
+    _go(page, "MoLAM")
+    page.get_by_role("button", name="Fit MoLAM").click()
+    _wait_for(page, page.get_by_role("heading", name="Accuracy on the seeds (cross-validated)"), LONG)
+    _assert_inert(page, *INJECTED_MODELS.values(), INJECTIONS[4], INJECTIONS[5], charts=2)
+
+    # Active learning: one iteration and its chart.
+    _go(page, "Active learning")
+    _set_number(page, "Batch size B", 10)
+    page.get_by_role("button", name="Next iteration").click()
+    _wait_for(page, page.get_by_text("iterations done: 1"), LONG)
+    _assert_inert(page)
+
+    # Review: the value tiles, the evidence chart, an override to an injected label.
+    _go(page, "Review")
+    _choose(page, "Text to inspect (or select a row above)")
+    _wait_for(page, page.get_by_role("heading", name="What each LLM said"))
+    tiles = [_read(value).strip() for value in page.get_by_test_id("stMetricValue").all_inner_texts()[:4]]
+    assert set(tiles) <= set(INJECTIONS), tiles
+    _assert_inert(page, *INJECTIONS, *INJECTED_MODELS.values(), charts=1)
+    new_label = next(label for label in INJECTIONS if label != tiles[0])
+    _click_button(page, re.compile(rf"\d · {re.escape(new_label)}"))
+    page.get_by_text("Overrides of this text").wait_for()
+    assert _read(page.get_by_test_id("stMetricValue").first.inner_text()).strip() == new_label
+    _assert_inert(page, new_label)
+
+    # Export.
+    _go(page, "Export")
+    page.get_by_role("button", name="Download CSV").wait_for()
+    _assert_inert(page)

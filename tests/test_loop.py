@@ -184,6 +184,49 @@ def test_metrics_on_test_split_and_agreement_on_pool(tmp_path):
     assert 6 not in store.iteration(1).queried and 8 not in store.iteration(1).queried
 
 
+def seeded_store(path: Path, seed_labels: dict[int, int], n: int = 14) -> ProjectStore:
+    store = tiny_store(path, n=n)
+    store.set_seed_labels(seed_labels, replace=True)
+    return store
+
+
+def test_without_gold_the_curve_is_scored_on_seed_labels_the_model_did_not_see(tmp_path):
+    # Ten seeds, four of label 'a'. The stand-in learner gets right exactly the texts it trained on and
+    # answers 'a' elsewhere: scored on held-out seeds it must get 4 / 10; a fold that leaked its own
+    # seeds into training would score 10 / 10.
+    seeds = {i: (0 if i < 4 else 1 + i % 2) for i in range(10)}
+    store = seeded_store(tmp_path / "p.sqlite", seeds)
+    make_loop(store, TableAnnotator({str(i): 2 for i in range(14)}), {0: 0, 1: 0}, n_iterations=1).run()
+    for iteration in (0, 1):
+        metrics = store.iteration(iteration).metrics
+        assert metrics["seed_cv_accuracy"] == pytest.approx(0.4) and metrics["seed_cv_n"] == 10
+        assert metrics["seed_cv_low"] < 0.4 < metrics["seed_cv_high"]
+        assert "validation_accuracy" not in metrics and "test_accuracy" not in metrics
+        assert "seed_cv_s" in store.iteration(iteration).timings
+    # Iteration 1: the main fit on L (10 seeds + 2 of MoLAM's), then five folds, each without its seeds
+    # and with every other text of L; the held-out seeds cover every seed once.
+    main, *folds = [f for f in TableLearner.fits if f["iteration"] == 1]
+    assert len(main["texts"]) == 12 and len(folds) == 5
+    held_out = [set(main["texts"]) - set(f["texts"]) for f in folds]
+    assert sorted(t for part in held_out for t in part) == sorted(f"text {i}" for i in range(10))
+    assert all(len(part) == 2 and "text 10" not in part and "text 11" not in part for part in held_out)
+
+
+def test_seed_estimate_is_left_out_where_gold_exists_or_when_turned_off(tmp_path):
+    seeds = {i: i % 3 for i in range(10)}
+    with_gold = seeded_store(tmp_path / "gold.sqlite", seeds)
+    with_gold.set_splits({12: "validation", 13: "validation"})
+    make_loop(with_gold, TableAnnotator({str(i): 0 for i in range(14)}), {0: 0}, n_iterations=0).run()
+    off = seeded_store(tmp_path / "off.sqlite", seeds)
+    make_loop(off, TableAnnotator({str(i): 0 for i in range(14)}), {0: 0}, n_iterations=0, seed_cv_folds=0).run()
+    for store in (with_gold, off):
+        assert "seed_cv_accuracy" not in store.iteration(0).metrics
+    assert "validation_accuracy" in with_gold.iteration(0).metrics
+    assert len(TableLearner.fits) == 2  # one training each, no fold trainings
+    with pytest.raises(LoopError, match="seed_cv_folds"):
+        LoopConfig(seed_cv_folds=1)
+
+
 def test_resume_between_every_step_gives_the_uninterrupted_run(tmp_path):
     defaults = {0: 0, 1: 1, 2: 2, 3: 0}
     labels = {str(i): (i * 7) % 3 for i in range(8)}
@@ -316,3 +359,37 @@ def test_kill_9_mid_iteration_then_resume_loses_nothing(tmp_path):
     results = json.loads((tmp_path / "out" / "results.json").read_text())
     assert len(results["iterations"]) == iterations + 1 and results["overrides"][0]["applied_iteration"] == 2
     store.close()
+
+
+@pytest.mark.slow
+def test_without_gold_the_page_plots_the_seed_estimate_named_as_an_estimate(trec, tmp_path, monkeypatch, mollia_home):
+    """Real parts: TREC questions with 60 human labels (too few for a gold validation split), the paper's
+    evidence, MoLAM, the fast learner on the offline encoder; then the Active learning page."""
+    from mollia_core.project import AnnotatorSettings, AnnotatorSpec, Project
+    from project_helpers import trec_frame, trec_records
+    from test_app import app, assert_no_exception
+
+    monkeypatch.setenv("MOLLIA_PROJECTS_DIR", str(tmp_path))
+    frame = trec_frame(trec, 160)
+    frame.loc[60:, "category"] = ""
+    project = Project.create("nogold")
+    project.set_dataset(frame, "question", id_column="qid", label_column="category", labels=trec.labels)
+    assert project.summary()["validation"] == 0
+    specs = [AnnotatorSpec(kind="replay", model=m, path="trec.jsonl") for m in trec_records(trec, 160, models=3)]
+    project.set_panel(specs)
+    for spec, records in zip(specs, trec_records(trec, 160, models=3).values()):
+        project.import_evidence_records(spec, records)
+    project.take_seeds_from_column(None)
+    project.fit_annotator(AnnotatorSettings(), cv=False)
+    project.run_iterations(1, LoopConfig(batch_size=20))
+    curve = project.learning_curve()
+    assert curve["validation_accuracy"].isna().all()
+    assert (curve["seed_cv_low"] <= curve["seed_cv_accuracy"]).all()
+    assert (curve["seed_cv_accuracy"] <= curve["seed_cv_high"]).all()
+    assert curve["seed_cv_accuracy"].between(0, 1).all()
+    at = app("nogold", "views/4_active_learning.py")
+    assert_no_exception(at)
+    chart = at.get("plotly_chart")[0].proto.spec
+    assert "estimated accuracy (held-out seed labels, 95 % interval)" in chart
+    assert "agreement with MoLAM's labels (pool) — not an accuracy" in chart or "not an accuracy" in chart
+    assert any("the accuracy is an estimate" in c.value for c in at.caption)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from mollia_core.evidence.parsing import AnswerParser, parse_answer, vote_shares
+from mollia_core.evidence.parsing import AnswerParser, label_surface_forms, parse_answer, vote_shares
 
 TREC = ("abbreviation", "entity", "description", "human", "location", "numeric")
 SENTIMENT = ("negative", "positive", "very negative", "very positive", "neutral")
@@ -163,3 +163,24 @@ def test_real_paper_answers_keep_every_exact_match_and_recover_more(trec):
         assert np.all(ours >= paper - 1e-9), model
         recovered += int(np.sum(ours.sum(1) > paper.sum(1) + 1e-9))
     assert recovered > 100
+
+
+def test_surface_forms_are_distinct_and_never_shared_between_labels():
+    labels = ("sport", "sports", "business", "category", "world news")
+    forms = label_surface_forms(labels)
+    assert forms[0] == ("sport",) and forms[1] == ("sports",)  # each other's plural: neither gets it
+    assert forms[2] == ("business", "Business", '"business', '"Business')
+    assert {"categories", "Category", "Categories", '"category'} <= set(forms[3])
+    flat = [form for label_forms in forms for form in label_forms]
+    assert len(flat) == len(set(flat))
+    assert [f[0] for f in forms] == list(labels)
+    assert "new" not in label_surface_forms(("news", "sport"))[0]  # "news" is no plural
+
+
+def test_parser_accepts_the_surface_forms_that_z_sums():
+    labels = ("sport", "business", "tech")
+    for form in label_surface_forms(labels, quotes=True)[0]:
+        assert parse_answer(form, labels) == 0
+    assert parse_answer("Sports", labels) == 0
+    assert parse_answer("This is about sports.", labels) == 0
+    assert parse_answer("sports", ("sport", "sports")) == 1  # a label itself wins over another's plural

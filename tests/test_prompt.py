@@ -2,9 +2,18 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
-from mollia_core.evidence.prompt import DEFAULT_TEMPLATE, PromptTemplate, PromptTemplateError, check_labels
+from mollia_core.evidence.prompt import (
+    DEFAULT_TEMPLATE,
+    DEMONSTRATION_CHARS,
+    PromptTemplate,
+    PromptTemplateError,
+    check_labels,
+    choose_demonstrations,
+)
 from mollia_core.evidence.source import EvidenceError
 
 LABELS = ("business", "sport", "tech")
@@ -88,3 +97,111 @@ def test_text_goes_last_so_the_prefix_is_shared(chat_tokenizer):
 
 def test_as_key_changes_with_the_template():
     assert PromptTemplate().as_key() != PromptTemplate("Topic of: {text}\nOptions: {labels}").as_key()
+
+
+# ----- label descriptions and demonstrations -------------------------------------------------
+
+DESCRIBED = PromptTemplate(descriptions={"sport": "matches, athletes and clubs", "tech": "gadgets and software"})
+SEEDS = [
+    ("Shares rose after the merger", "business"),
+    ("The striker scored twice", "sport"),
+    ("A new phone was unveiled", "tech"),
+    ("Profits fell at the bank", "business"),
+    ("The club sacked its coach", "sport"),
+]
+
+
+def test_descriptions_go_into_the_prompt_before_the_text():
+    prompt = DESCRIBED.render("Apple launches a tablet", LABELS)
+    assert "- sport: matches, athletes and clubs\n- tech: gadgets and software" in prompt
+    assert "business:" not in prompt  # a label without a description is not listed in the block
+    assert prompt.index("gadgets and software") < prompt.index("Text: Apple launches a tablet")
+
+
+def test_descriptions_and_demonstrations_are_in_the_shared_prefix(chat_tokenizer):
+    demonstrations, spares = choose_demonstrations(SEEDS, LABELS, per_class=1)
+    template = replace(DESCRIBED, demonstrations=demonstrations, spare_demonstrations=spares)
+    for tokenizer in (None, chat_tokenizer):
+        prefix = template.shared_prefix(LABELS, tokenizer)
+        assert "matches, athletes and clubs" in prefix
+        for text, label in demonstrations:
+            assert f"Text: {text}\nCategory: {label}" in prefix
+        assert template.render("Apple launches a tablet", LABELS, tokenizer).startswith(prefix)
+
+
+def test_placeholders_place_the_blocks_where_the_user_wants_them():
+    template = PromptTemplate(template="{descriptions}\n---\nLabels: {labels}\n{text}\n{examples}",
+                              descriptions={"sport": "games"}, demonstrations=(("A goal", "sport"),))
+    prompt = template.instruction("Some text", LABELS)
+    assert prompt.startswith("What the categories mean:\n- sport: games\n---")
+    assert prompt.endswith("Some text\nExamples:\nText: A goal\nCategory: sport")
+
+
+def test_demonstrations_are_chosen_per_class_stably():
+    demonstrations, spares = choose_demonstrations(SEEDS, LABELS, per_class=1)
+    assert [label for _, label in demonstrations] == list(LABELS)
+    assert {label for _, label in spares} == {"business", "sport"}  # tech has no second seed
+    assert not set(demonstrations) & set(spares)
+    again, _ = choose_demonstrations(list(reversed(SEEDS)) + [("Profits fell at the bank", "business")], LABELS, 1)
+    assert again == demonstrations  # order and duplicates of the seeds do not change the choice
+    with pytest.raises(PromptTemplateError, match=">= 0"):
+        choose_demonstrations(SEEDS, LABELS, per_class=-1)
+
+
+def test_no_text_is_scored_with_itself_as_a_demonstration():
+    demonstrations, spares = choose_demonstrations(SEEDS, LABELS, per_class=1)
+    template = PromptTemplate(demonstrations=demonstrations, spare_demonstrations=spares)
+    for text, label in SEEDS + [("Apple launches a tablet", "tech")]:
+        shown = template.demonstrations_for(text)
+        block = template.instruction(text, LABELS).rsplit("Text: ", 1)[0]  # everything before the text itself
+        assert text not in block and all(d_text != text for d_text, _ in shown)
+        if (text, label) in demonstrations:
+            spare = [s for s in spares if s[1] == label]
+            # Swapped for a spare of its class when there is one, else dropped; the others stay.
+            assert [d for d in shown if d[1] == label] == spare
+            assert [d for d in shown if d[1] != label] == [d for d in demonstrations if d[1] != label]
+        else:
+            assert shown == demonstrations
+    # Whitespace differences do not hide a demonstration from itself.
+    assert all(d[0] != SEEDS[1][0] for d in template.demonstrations_for("  The striker\nscored twice "))
+
+
+def test_demonstration_texts_are_shortened():
+    long_text = "word " * 400
+    prompt = PromptTemplate(demonstrations=((long_text, "sport"),)).instruction("x", LABELS)
+    shown = prompt.split("Examples:\nText: ", 1)[1].split("\nCategory:", 1)[0]
+    assert len(shown) <= DEMONSTRATION_CHARS and shown.endswith("…")
+
+
+def test_as_key_changes_with_descriptions_and_demonstrations():
+    base = PromptTemplate()
+    assert DESCRIBED.as_key() != base.as_key()
+    assert PromptTemplate(descriptions={"sport": "games"}).as_key() != PromptTemplate(descriptions={"sport": "play"}).as_key()
+    assert PromptTemplate(demonstrations=(("A goal", "sport"),)).as_key() != base.as_key()
+    # Blank descriptions are no descriptions; the mapping's order does not matter.
+    assert PromptTemplate(descriptions={"sport": "  "}).as_key() == base.as_key()
+    assert PromptTemplate(descriptions={"a": "x", "b": "y"}) == PromptTemplate(descriptions={"b": "y", "a": "x"})
+
+
+def test_project_prompt_carries_descriptions_and_seed_demonstrations(tmp_path, monkeypatch):
+    import pandas as pd
+
+    from mollia_core.project import Project, ProjectError
+
+    monkeypatch.setenv("MOLLIA_HOME", str(tmp_path / "home"))
+    project = Project.create("prompted", root=tmp_path / "projects")
+    frame = pd.DataFrame({"text": [t for t, _ in SEEDS] + ["Apple launches a tablet"],
+                          "label": [label for _, label in SEEDS] + [""]})
+    project.set_dataset(frame, "text", label_column="label", labels=LABELS, hold_out_validation=False)
+    project.take_seeds_from_column(None)
+    assert project.prompt() == PromptTemplate()
+    project.set_label_descriptions({"sport": "matches and clubs", "tech": " "})
+    project.set_demonstrations_per_class(1)
+    prompt = project.prompt()
+    assert prompt.descriptions == (("sport", "matches and clubs"),)
+    assert prompt.demonstrations == choose_demonstrations(SEEDS, LABELS, 1)[0]
+    assert "matches and clubs" in prompt.shared_prefix(LABELS)
+    with pytest.raises(ProjectError, match="not in the label set"):
+        project.set_label_descriptions({"weather": "rain"})
+    with pytest.raises(ProjectError, match="0 to"):
+        project.set_demonstrations_per_class(9)

@@ -12,6 +12,7 @@ from mollia_core.evidence.scoring import (
     EvidenceEngine,
     common_prefix_length,
     sampling_distribution,
+    summed_label_log_probs,
 )
 from mollia_core.evidence.source import EvidenceError
 
@@ -65,7 +66,9 @@ def test_z_is_exact_full_sequence_probability(engine, smollm2):
     model, tokenizer = smollm2
     sequences = engine.label_sequences(LABELS)
     assert sequences[0][0] == sequences[1][0] and sequences[2][0] == sequences[3][0], "labels must share a first token"
-    evidence = engine.score_text(TEXT, LABELS)
+    # The labels as written (surface forms are checked in test_z_sums_each_labels_surface_forms_exactly).
+    plain = EvidenceEngine(model, tokenizer, settings=DecodingSettings(surface_forms=False), n_threads=1)
+    evidence = plain.score_text(TEXT, LABELS)
     z = evidence.label_probs
     assert z.shape == (len(LABELS),) and np.all(z >= 0) and z.sum() == pytest.approx(1.0, abs=1e-9)
     assert abs(z[0] - z[1]) > 1e-6 and abs(z[2] - z[3]) > 1e-6  # told apart despite the shared first token
@@ -190,3 +193,90 @@ def test_common_prefix_length():
     assert common_prefix_length([1, 2, 3], [1, 2, 4, 5]) == 2
     assert common_prefix_length([], [1]) == 0
     assert common_prefix_length([1, 2], [1, 2, 3]) == 2
+
+
+# ----- z over surface forms; descriptions and demonstrations in the prefix cache ----------------
+
+BBC_LABELS = ("sport", "business", "tech")
+
+
+def _brute_tokens(model, prompt_ids: list[int], tokens: list[int]) -> float:
+    """log P(tokens | prompt ids) from one uncached forward pass."""
+    with torch.inference_mode():
+        logits = model(input_ids=torch.tensor([prompt_ids + tokens])).logits[0].float()
+    positions = torch.arange(len(prompt_ids) - 1, len(prompt_ids) + len(tokens) - 1)
+    return torch.log_softmax(logits, -1)[positions, tokens].sum().item()
+
+
+def test_summed_label_log_probs_on_a_constructed_distribution():
+    # Answers: "sport" 0.1, "Sports" 0.3, '"sport' 0.05, "business" 0.2, "Business" 0.1; a row not summed (0.5).
+    p_rows = np.array([[0.1, 0.2, 0.3, 0.05, 0.1, 0.5]])
+    row_label, summed = [0, 1, 0, 0, 1, 0], [True, True, True, True, True, False]
+    log_z = summed_label_log_probs(np.log(p_rows), row_label, summed, 2)
+    np.testing.assert_allclose(np.exp(log_z), [[0.45, 0.3]])
+    assert np.isneginf(summed_label_log_probs(np.log(p_rows), row_label, [False] * 6, 2)).all()
+
+
+@pytest.mark.slow
+def test_z_sums_each_labels_surface_forms_exactly(smollm2):
+    model, tokenizer = smollm2
+    plain = EvidenceEngine(model, tokenizer, settings=DecodingSettings(surface_forms=False), n_threads=1)
+    forms = EvidenceEngine(model, tokenizer, n_threads=1)
+    prepared = forms._prepare(BBC_LABELS)
+    summed_rows = [r for r, s in zip(prepared.rows, prepared.summed) if s]
+    assert len(summed_rows) > 3 * len(BBC_LABELS)
+    for i, a in enumerate(summed_rows):  # disjoint events: no summed row is a prefix of another
+        assert not any(j != i and b[: len(a)] == a for j, b in enumerate(summed_rows))
+    without, with_forms = plain.score_text(TEXT, BBC_LABELS), forms.score_text(TEXT, BBC_LABELS)
+    assert np.all(with_forms.sequence_probs >= without.sequence_probs * (1 - 1e-4))
+    assert with_forms.label_probs.sum() == pytest.approx(1.0) and np.all(with_forms.label_probs >= 0)
+    assert 0 < with_forms.mass_on_labels <= 1 + 1e-6
+    np.testing.assert_allclose(with_forms.canonical_label_probs, without.label_probs, atol=1e-4)
+    prompt_ids = forms.prompt_ids(TEXT, BBC_LABELS)
+    brute = np.zeros(len(BBC_LABELS))
+    for tokens, k, s in zip(prepared.rows, prepared.row_label, prepared.summed):
+        if s:
+            brute[k] += np.exp(_brute_tokens(model, prompt_ids, tokens))
+    np.testing.assert_allclose(with_forms.sequence_probs, brute, rtol=2e-3, atol=1e-6)
+
+
+@pytest.mark.slow
+def test_descriptions_and_demonstrations_are_prefilled_once_and_never_leak(smollm2):
+    from mollia_core.evidence.prompt import PromptTemplate, choose_demonstrations
+
+    model, tokenizer = smollm2
+    seeds = [("Arsenal won the derby", "sport"), ("The bank cut its rates", "business"),
+             ("A faster chip for laptops", "tech"), ("The coach resigned", "sport")]
+    demonstrations, spares = choose_demonstrations(seeds, BBC_LABELS, per_class=1)
+    template = PromptTemplate(descriptions={"tech": "gadgets, computers and software"},
+                              demonstrations=demonstrations, spare_demonstrations=spares)
+    engine = EvidenceEngine(model, tokenizer, template, DecodingSettings(n_samples=2, surface_forms=False), n_threads=1)
+    lengths: list[int] = []
+    hook = model.register_forward_pre_hook(lambda _, args, kwargs: lengths.append(kwargs["input_ids"].shape[1]),
+                                           with_kwargs=True)
+    try:
+        prepared = engine._prepare(BBC_LABELS)
+        prefix = tokenizer.decode(prepared.prefix_ids)
+        assert "gadgets, computers and software" in prefix and all(text in prefix for text, _ in demonstrations)
+        texts = ["Oil prices climbed again", "The team lost at home", "A new tablet goes on sale"]
+        evidence = engine.score_texts(texts, BBC_LABELS)
+    finally:
+        hook.remove()
+    # The prefix (with descriptions and demonstrations) went through the model once; every other
+    # pass fed only a text's own part or label/answer tokens.
+    assert sum(n >= len(prepared.prefix_ids) - 1 for n in lengths) == 1
+    assert max(n for n in lengths if n < len(prepared.prefix_ids) - 1) < len(prepared.prefix_ids) // 2
+    for text, result in zip(texts, evidence):
+        ids = engine.prompt_ids(text, BBC_LABELS)
+        brute = np.array([_brute_tokens(model, ids, s) for s in prepared.sequences])
+        np.testing.assert_allclose(result.sequence_probs, np.exp(brute), rtol=2e-3, atol=1e-6)
+    # A demonstration is scored with a prompt that swaps it out (its own prefix), exactly.
+    demo_text = demonstrations[0][0]
+    own_prompt = engine.template.render(demo_text, BBC_LABELS, tokenizer)
+    assert own_prompt.count(demo_text) == 1 and own_prompt.rstrip().endswith(tokenizer.apply_chat_template(
+        [{"role": "user", "content": "x"}], tokenize=False, add_generation_prompt=True).rsplit("x", 1)[1].rstrip())
+    mixed = engine.score_texts(["Oil prices climbed again", demo_text, "The team lost at home"], BBC_LABELS)
+    ids = engine.prompt_ids(demo_text, BBC_LABELS)
+    brute = np.array([_brute_tokens(model, ids, s) for s in prepared.sequences])
+    np.testing.assert_allclose(mixed[1].sequence_probs, np.exp(brute), rtol=2e-3, atol=1e-6)
+    np.testing.assert_allclose(mixed[0].sequence_probs, evidence[0].sequence_probs, rtol=1e-3)

@@ -1,18 +1,22 @@
-"""OpenAICompatibleSource: against a real llama.cpp server on loopback (slow), and unit tests of
-the logic around HTTP (retry/backoff, errors, key handling) with httpx.MockTransport."""
+"""OpenAICompatibleSource: against a real llama.cpp server on loopback (``python -m mollia_core serve``,
+slow), and unit tests of the logic around HTTP (retry/backoff, errors, key handling) with
+httpx.MockTransport."""
 
 from __future__ import annotations
 
 import json
 import logging
 import math
+import socket
 import threading
 
 import httpx
 import numpy as np
 import pytest
 
+from mollia_core import cli
 from mollia_core.evidence import server as server_module
+from mollia_core.evidence.embedded import EMBEDDED_MODELS, piece_paths, verify_gguf
 from mollia_core.evidence.prompt import PromptTemplate
 from mollia_core.evidence.server import (
     OpenAICompatibleSource,
@@ -89,7 +93,7 @@ class FakeServer:
 
     Its tokens are single characters with log-probability -0.1, except that a prompt ending in
     one of the ``TOP`` next tokens echoes that token whole, with its ``TOP`` log-probability
-    (``misaligned=True``: 3 nats off, like llama-cpp-python's echo for models without BOS).
+    (``misaligned=True``: 3 nats off, as servers have done for models without BOS).
     """
 
     TOP = {" a": -0.2, " b": -1.9, " s": -2.5}
@@ -210,7 +214,7 @@ def test_server_without_logprobs_gets_an_error_naming_the_options():
     fake = FakeServer(echo=False, logprobs=False)
     with pytest.raises(EvidenceError, match="gives no log-probabilities") as error:
         fake_source(fake).evidence(["t"], ["a", "b"])
-    assert "--logits_all" in str(error.value) and "vLLM" in str(error.value)
+    assert "python -m mollia_core serve" in str(error.value) and "vLLM" in str(error.value)
 
 
 def test_exact_scoring_tells_apart_labels_that_share_a_first_token():
@@ -240,20 +244,24 @@ def test_cache_key_follows_settings_but_never_the_key():
 
 
 # --------------------------------------------------------- real llama.cpp server
-# llama-cpp-python's server sorts the whole vocabulary in Python for every echoed token
-# (~0.05-0.2 s each here), so the slow tests keep prompts short and share one evidence run.
-# SmolLM2 adds no BOS token, and for such models that server's echoed log-probabilities are
-# one position off: "auto" must detect this and fall back to stepwise scoring, which is the
-# exact label probability while each label token is among the top next tokens.
+# llama.cpp's own server (python -m mollia_core serve) ignores echo=true, so "auto" must find that
+# out and fall back to stepwise scoring, which is the exact label-sequence probability while each
+# label token is among the top next tokens (checked below against the server's own log-probability
+# of each token of the label's canonical tokenisation).
 SHORT_TEMPLATE = PromptTemplate(template="Categories: {labels}.\nText: {text}")
 REAL_LABELS = ("Sports", "Business")
 
 
+def smollm2_gguf():
+    """SmolLM2's GGUF as its package ships it (one piece), verified; nothing is written."""
+    gguf = piece_paths(EMBEDDED_MODELS["smollm2-135m"])[0]
+    verify_gguf("smollm2-135m", gguf)
+    return gguf
+
+
 @pytest.fixture(scope="session")
 def smollm2_server(tmp_path_factory):
-    from mollia_core.evidence.embedded import embedded_gguf_path
-
-    gguf = embedded_gguf_path("smollm2-135m")
+    gguf = smollm2_gguf()
     with llama_server(gguf, api_key=API_KEY, log_dir=tmp_path_factory.mktemp("llama-server")) as server:
         yield server
 
@@ -301,10 +309,11 @@ def test_real_server_evidence_is_valid(real_run, smollm2_server):
         assert record.vote_shares.sum() <= 1.0 + 1e-9
         assert record.vote_shares.sum() + record.no_label_share == pytest.approx(1.0)
         assert len(record.answers) == 4 and all(isinstance(a, str) for a in record.answers)
-        assert record.meta["sampling"] == "separate requests"  # llama.cpp's server ignores n
-        # the misaligned echo was caught, said so in the log and in every record
-        assert record.meta["z_method"] == "stepwise" and "misaligned" in record.meta["z_fallback"]
-    assert "misaligned" in logs
+        assert record.meta["sampling"] == "separate requests"  # llama.cpp's server refuses n > 1
+        # the ignored echo was caught, said so in the log and in every record
+        assert record.meta["z_method"] == "stepwise" and "ignores echo=true" in record.meta["z_fallback"]
+        assert not any("\n" in answer for answer in record.answers)  # stop=["\n"] was honoured
+    assert "ignores echo=true" in logs
     # Reproducible: the same seeds give the same samples, and z does not depend on concurrency.
     again = real_source(smollm2_server, max_concurrency=1).evidence(TEXTS[:1], REAL_LABELS)
     assert again[0].answers == records[0].answers
@@ -322,35 +331,72 @@ def test_real_server_never_shows_the_api_key(real_run):
     assert "api_key='***'" in repr(source) and source.settings()["api_key_set"] is True
 
 
-@pytest.mark.slow
-def test_real_server_z_matches_label_probabilities_from_llama_cpp_in_process(real_run, smollm2_server):
-    from llama_cpp import Llama
+def _server_root(server) -> str:
+    return server.base_url.removesuffix("/v1")
 
+
+def _forced_token_logprob(server, prefix_ids: list[int], token_id: int) -> tuple[float, list[int]]:
+    """The server's log p(token | prefix) and its top-20 next tokens, with the token forced.
+
+    llama.cpp reports the log-probability of the generated token from the raw logits, before
+    sampling (logit_bias included), so biasing the wanted token makes it the one reported.
+    """
+    response = httpx.post(f"{server.base_url}/completions", headers={"Authorization": f"Bearer {API_KEY}"},
+                          timeout=60, json={"model": server.model, "prompt": prefix_ids, "max_tokens": 1,
+                                            "temperature": 0.0, "logprobs": 20,
+                                            "logit_bias": {str(token_id): 100}})
+    response.raise_for_status()
+    generated = response.json()["choices"][0]["logprobs"]["content"][0]
+    assert generated["id"] == token_id
+    return generated["logprob"], [entry["id"] for entry in generated["top_logprobs"]]
+
+
+@pytest.mark.slow
+def test_real_server_z_is_the_label_sequence_probability(real_run, smollm2_server):
     source, records, _, _ = real_run
-    llm = Llama(str(smollm2_server.process.args[4]), n_ctx=256, n_threads=2, n_threads_batch=2,
-                logits_all=True, verbose=False)
-    try:
-        for text, record in zip(TEXTS, records):
-            prompt = source.prompt(text, REAL_LABELS)
-            prompt_tokens = llm.tokenize(prompt.encode("utf-8"))
-            expected = []
-            for label in REAL_LABELS:
-                tokens = llm.tokenize((prompt + source.template.answer_lead() + label).encode("utf-8"))
-                assert tokens[: len(prompt_tokens)] == prompt_tokens  # the label starts a new token
-                llm.reset()
-                llm.eval(tokens)
-                logits = np.asarray(llm.scores[: len(tokens)], dtype=np.float64)
-                logprobs = logits - np.logaddexp.reduce(logits, axis=1, keepdims=True)
-                total = 0.0
-                for i in range(len(prompt_tokens), len(tokens)):  # row i - 1 predicts token i
-                    # precondition for stepwise scoring to be exact: each label token is a top-20 token
-                    assert tokens[i] in np.argsort(logprobs[i - 1])[::-1][:20]
-                    total += logprobs[i - 1, tokens[i]]
-                expected.append(total)
-            np.testing.assert_allclose(record.meta["label_logprobs"], expected, atol=0.02)
-            np.testing.assert_allclose(record.label_probs, _renormalise(np.array(expected)), atol=0.005)
-    finally:
-        llm.close()
+
+    def tokenize(text: str) -> list[int]:
+        response = httpx.post(f"{_server_root(smollm2_server)}/tokenize", timeout=30,
+                              headers={"Authorization": f"Bearer {API_KEY}"},
+                              json={"content": text, "add_special": True})
+        response.raise_for_status()
+        return response.json()["tokens"]
+
+    for text, record in zip(TEXTS, records):
+        prompt = source.prompt(text, REAL_LABELS)
+        prompt_ids = tokenize(prompt)
+        expected = []
+        for label in REAL_LABELS:
+            ids = tokenize(prompt + source.template.answer_lead() + label)
+            assert ids[: len(prompt_ids)] == prompt_ids  # the label starts a new token
+            total = 0.0
+            for i in range(len(prompt_ids), len(ids)):
+                logprob, top = _forced_token_logprob(smollm2_server, ids[:i], ids[i])
+                # precondition for stepwise scoring to be exact: each label token is a top-20 token
+                assert ids[i] in top
+                total += logprob
+            expected.append(total)
+        np.testing.assert_allclose(record.meta["label_logprobs"], expected, atol=0.02)
+        np.testing.assert_allclose(record.label_probs, _renormalise(np.array(expected)), atol=0.005)
+
+
+@pytest.mark.slow
+def test_real_server_answers_logprobs_requests_and_stays_up(smollm2_server):
+    """The request that crashed a natively built server on AVX-512/AMX CPUs: logprobs 5, one token."""
+    headers = {"Authorization": f"Bearer {API_KEY}"}
+    prompt = "Categories: Sports, Business.\nText: The striker scored twice.\nCategory:"
+    completion = httpx.post(f"{smollm2_server.base_url}/completions", headers=headers, timeout=60,
+                            json={"model": smollm2_server.model, "prompt": prompt, "logprobs": 5, "max_tokens": 1})
+    assert completion.status_code == 200, completion.text
+    top = server_module._first_top_logprobs(completion.json())
+    assert len(top) == 5 and all(value <= 0.0 for value in top.values())
+    chat = httpx.post(f"{smollm2_server.base_url}/chat/completions", headers=headers, timeout=60,
+                      json={"model": smollm2_server.model, "max_tokens": 1, "logprobs": True, "top_logprobs": 5,
+                            "messages": [{"role": "user", "content": prompt}]})
+    assert chat.status_code == 200, chat.text
+    assert len(chat.json()["choices"][0]["logprobs"]["content"][0]["top_logprobs"]) == 5
+    assert smollm2_server.process.poll() is None  # still running
+    assert httpx.get(f"{smollm2_server.base_url}/models", headers=headers, timeout=10).status_code == 200
 
 
 @pytest.mark.slow
@@ -379,7 +425,33 @@ def test_unreachable_server_fails_fast_with_a_clear_error():
         source.evidence(["a text"], LABELS)
     message = str(error.value)
     assert f"http://127.0.0.1:{port}/v1/models" in message and "Is the server running?" in message
-    assert "llama_cpp.server" in message
+    assert "python -m mollia_core serve --model <file.gguf>" in message
+
+
+def test_serve_refuses_a_file_that_is_not_gguf_and_a_busy_port(tmp_path, capsys):
+    not_gguf = tmp_path / "notes.gguf"
+    not_gguf.write_text("not a model")
+    assert cli.main(["serve", "--model", str(not_gguf)]) == 2
+    assert "is not a GGUF model file (it does not start with 'GGUF')" in capsys.readouterr().err
+    header_only = tmp_path / "header.gguf"
+    header_only.write_bytes(b"GGUF" + bytes(16))
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        assert cli.main(["serve", "--model", str(header_only), "--port", str(port)]) == 2
+    assert f"port {port} on 127.0.0.1 is already in use" in capsys.readouterr().err
+    assert cli.main(["serve", "--model", str(tmp_path / "missing.gguf")]) == 2
+    assert "not found: give the path of a .gguf file" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_serve_stops_cleanly_on_sigterm(tmp_path):
+    with llama_server(smollm2_gguf(), n_threads=1, log_dir=tmp_path) as server:
+        assert httpx.get(f"{server.base_url}/models", timeout=10).status_code == 200
+    assert server.process.returncode == 0  # llama_server sends SIGTERM; serve returns normally
+    log = server.log_path.read_text(errors="replace")
+    assert f"at {server.base_url}; Ctrl-C stops it" in log and "server stopped" in log
 
 
 @pytest.mark.slow

@@ -196,3 +196,60 @@ def test_list_projects(tmp_path):
         ProjectStore(tmp_path / f"{name}.mollia.sqlite").close()
     (tmp_path / "notes.txt").write_text("x")
     assert sorted(p.name for p in list_projects(tmp_path)) == ["one.mollia.sqlite", "two.mollia.sqlite"]
+
+
+def _limit_file_to_current_size(store, extra_pages: int = 0) -> None:
+    """Simulate a full disk: SQLite may not grow the file past its current size (per connection)."""
+    with store.transaction() as conn:
+        pages = conn.execute("PRAGMA page_count").fetchone()[0]
+        conn.execute(f"PRAGMA max_page_count={pages + extra_pages}")
+
+
+def test_a_full_disk_is_a_plain_store_error_and_loses_nothing(store, tmp_path):
+    path = tmp_path / "p.mollia.sqlite"
+    store.set_seed_labels({0: 1, 1: 0})
+    store.put_iteration(IterationRecord(0, "trained", metrics={"accuracy": 0.5}))
+    _limit_file_to_current_size(store)
+    expected = (
+        f"The disk holding the project {path} is full: free some space and retry. "
+        "Nothing already stored was lost."
+    )
+    with pytest.raises(StoreError) as caught:
+        store.put_blob("model/molam", b"\x01" * 500_000)
+    assert str(caught.value) == expected
+    with pytest.raises(StoreError) as caught:  # a grouped write is undone as a whole
+        with store.transaction():
+            store.add_override(2, 2)
+            store.put_array("loop/proba/1", np.ones((4, 50_000)))
+    assert str(caught.value) == expected
+    assert store.overrides() == [] and store.get_array("loop/proba/1") is None
+    assert store.seed_labels() == {0: 1, 1: 0}
+    assert store.iteration(0).metrics == {"accuracy": 0.5}
+    assert store.get_blob("model/molam") is None
+
+    _limit_file_to_current_size(store, extra_pages=1_000_000)  # space freed: the same store carries on
+    store.put_blob("model/molam", b"\x01" * 500_000)
+    store.add_override(2, 2)
+    store.close()
+    with ProjectStore.open(path) as reopened:  # and the file resumes with everything committed
+        assert reopened.seed_labels() == {0: 1, 1: 0}
+        assert reopened.get_blob("model/molam")[0] == b"\x01" * 500_000
+        assert [o.text_index for o in reopened.overrides()] == [2]
+        assert reopened.texts() == ["good", "bad", "meh", "great"]
+
+
+def test_a_disk_io_error_during_a_write_is_a_plain_store_error(store, tmp_path):
+    store.set_seed_labels({0: 1})
+    with pytest.raises(StoreError) as caught:
+        with store.transaction() as conn:
+            conn.execute("DELETE FROM annotations")
+            raise sqlite3.OperationalError("disk I/O error")  # what sqlite3 raises when the device fails
+    path = tmp_path / "p.mollia.sqlite"
+    assert str(caught.value).startswith(f"The disk holding the project {path} could not be written (disk I/O error")
+    assert "check it and retry. Nothing already stored was lost." in str(caught.value)
+    assert store.seed_labels() == {0: 1}
+    with pytest.raises(sqlite3.OperationalError, match="no such table"):  # other errors are not disguised
+        with store.transaction() as conn:
+            conn.execute("DELETE FROM nowhere")
+    store.set_seed_labels({1: 0})
+    assert store.seed_labels() == {0: 1, 1: 0}

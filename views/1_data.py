@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import streamlit as st
 
-from mollia_core.dataset import DatasetError, read_table
-from mollia_core.project import DEFAULT_SEED_COUNT, ProjectError
-from views.common import md, require_project, show_error
+from mollia_core.dataset import DatasetError, open_table
+from mollia_core.display import markdown_text
+from mollia_core.project import DEFAULT_SEED_COUNT
+from views.common import USER_ERRORS, require_project, show_error
 
 NONE = "(none)"
 
@@ -16,8 +17,8 @@ project = require_project()
 
 @st.cache_data(show_spinner=False, max_entries=4)
 def _read_upload(data: bytes, name: str):
-    """Parse an uploaded CSV once per file content (never unpickled: CSV text only)."""
-    return read_table(data, name=name)
+    """Parse an uploaded file once per content (never unpickled): the table and its warnings."""
+    return open_table(data, name=name)
 
 
 @st.cache_data(show_spinner="Loading the example…", max_entries=4)
@@ -32,16 +33,20 @@ def choose_table():
     origin = st.radio("Where is your data?", ["Upload a CSV", "Example dataset"], horizontal=True, key="data_origin")
     if origin == "Upload a CSV":
         upload = st.file_uploader(
-            "CSV file (UTF-8, one text per row, a header line)", type=["csv"], key="data_upload",
+            "CSV file (UTF-8, one text per row, a header line), or JSON Lines / JSON / Parquet",
+            type=["csv", "tsv", "txt", "jsonl", "ndjson", "json", "parquet"], key="data_upload",
             help="Columns: the text, optionally an id and a label. Rows with a label can become seed labels.",
         )
         if upload is None:
             return None, ""
         try:
-            return _read_upload(upload.getvalue(), upload.name), upload.name
+            table = _read_upload(upload.getvalue(), upload.name)
         except DatasetError as exc:
             show_error(exc)
             return None, ""
+        for warning in table.warnings:  # read, but worth a look before importing (e.g. a missing header line)
+            st.warning(markdown_text(warning), icon=":material/warning:")
+        return table.frame, upload.name
     try:
         from mollia_core.examples import EXAMPLES, ExampleUnavailable
     except ImportError:
@@ -97,10 +102,10 @@ def import_form(frame, source_name: str) -> None:
                 label_column=None if label_column == NONE else label_column,
                 labels=labels, source_name=source_name,
             )
-        except (DatasetError, ProjectError) as exc:
+        except USER_ERRORS as exc:
             show_error(exc)
         else:
-            st.success(f"{len(dataset.texts)} texts imported with labels {md(', '.join(dataset.labels))}.")
+            st.success(f"{len(dataset.texts)} texts imported with labels {markdown_text(', '.join(dataset.labels))}.")
             st.rerun()
 
 
@@ -122,10 +127,11 @@ def seed_section() -> None:
         c1, c2 = st.columns([1, 3])
         n = c1.number_input("Seeds to take", min_value=1, max_value=10000, value=DEFAULT_SEED_COUNT, key="n_seeds")
         c2.write("")
-        if c2.button(f"Take {int(n)} seeds from column '{md(config['label_column'])}'", icon=":material/download_done:"):
+        if c2.button(f"Take {int(n)} seeds from column '{markdown_text(config['label_column'])}'",
+                     icon=":material/download_done:"):
             try:
                 taken = project.take_seeds_from_column(int(n))
-            except ProjectError as exc:
+            except USER_ERRORS as exc:
                 show_error(exc)
             else:
                 st.success(f"{taken} rows with a label are now seeds.")
@@ -143,18 +149,22 @@ def labeling_form(labels, seeds) -> None:
         st.success("All sampled texts are labeled (or skipped).")
         return
     text_id = todo[0]
-    st.caption(f"Text id {text_id}")
+    st.caption(f"Text id {markdown_text(text_id)}")
     with st.container(border=True):
         st.text(project.texts[project.index_of(text_id)])
     shortcuts = [str(i + 1) for i in range(min(len(labels), 9))]
     columns = st.columns(min(len(labels), 6) + 1)
     for k, label in enumerate(labels):
         shortcut = shortcuts[k] if k < len(shortcuts) else None
-        button_label = f"{k + 1} · {md(label)}" if shortcut else md(label)
+        button_label = f"{k + 1} · {markdown_text(label)}" if shortcut else markdown_text(label)
         if columns[k % (len(columns) - 1)].button(button_label, key=f"seed_{text_id}_{k}", shortcut=shortcut,
                                                     width="stretch"):
-            project.label_seed(text_id, label)
-            st.rerun()
+            try:
+                project.label_seed(text_id, label)
+            except USER_ERRORS as exc:
+                show_error(exc)
+            else:
+                st.rerun()
     if columns[-1].button("Skip", key=f"skip_{text_id}", shortcut="0", icon=":material/skip_next:"):
         st.session_state.setdefault("skipped", set()).add(text_id)
         st.rerun()
@@ -168,13 +178,17 @@ if project.has_dataset():
     config = project.dataset_config
     summary = project.summary()
     st.write(
-        f"**{summary['texts']}** texts from {md(config['source_name'] or 'a table')} · text column "
-        f"{md(config['text_column'])} · labels: {md(', '.join(project.labels))}"
+        f"**{summary['texts']}** texts from {markdown_text(config['source_name'] or 'a table')} · text column "
+        f"{markdown_text(config['text_column'])} · labels: {markdown_text(', '.join(project.labels))}"
     )
     st.dataframe(project.original_frame().head(10), hide_index=True)
     if project.can_replace_dataset() and st.button("Use another table or other columns", icon=":material/undo:"):
-        project.clear_dataset()
-        st.rerun()
+        try:
+            project.clear_dataset()
+        except USER_ERRORS as exc:
+            show_error(exc)
+        else:
+            st.rerun()
     seed_section()
 else:
     frame, source_name = choose_table()

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import tempfile
 import threading
+from dataclasses import replace
 from pathlib import Path
 
 import pandas as pd
 import streamlit as st
 
+from mollia_core.display import markdown_text
 from mollia_core.evidence import Cancelled, EvidenceError
-from mollia_core.project import AnnotatorSpec, ProjectError, make_source
-from views.common import md, progress_text, require_data, require_project, show_error
+from mollia_core.project import MAX_DEMONSTRATIONS_PER_CLASS, AnnotatorSpec, make_source
+from views.common import USER_ERRORS, progress_text, require_data, require_project, show_error
 
 st.title("Annotators")
 project = require_project()
@@ -36,7 +38,7 @@ def _cuda() -> bool:
 
 
 @st.cache_resource(show_spinner="Loading the model…", max_entries=2)
-def cached_source(spec: AnnotatorSpec, template: str | None):
+def cached_source(spec: AnnotatorSpec, template):
     """One loaded model per (spec, template), shared by reruns and sessions (never a server key)."""
     return make_source(spec, template)
 
@@ -54,7 +56,7 @@ with st.form("panel_form"):
     chosen = []
     first_time = not panel
     for name, model in embedded.items():
-        label = md(f"{getattr(model, 'title', name)} · {name}")
+        label = markdown_text(f"{getattr(model, 'title', name)} · {name}")
         if st.checkbox(label, value=first_time or name in in_panel, key=f"emb_{name}"):
             chosen.append(AnnotatorSpec(kind="embedded", model=name))
     if not embedded:
@@ -78,7 +80,7 @@ with st.form("panel_form"):
     if replays:
         st.markdown("**Replayed evidence** (imported from a file)")
         for spec in replays:
-            if st.checkbox(md(spec.display_name), value=True, key=f"replay_{spec.model}"):
+            if st.checkbox(markdown_text(spec.display_name), value=True, key=f"replay_{spec.model}"):
                 chosen.append(spec)
     if st.form_submit_button("Save panel", type="primary", icon=":material/save:"):
         if hf_id.strip():
@@ -90,7 +92,7 @@ with st.form("panel_form"):
             chosen.append(AnnotatorSpec(kind="server", model=server_model.strip(), base_url=base_url.strip()))
         try:
             project.set_panel(chosen)
-        except ProjectError as exc:
+        except USER_ERRORS as exc:
             show_error(exc)
         else:
             st.rerun()
@@ -105,10 +107,10 @@ with st.expander("Replay an evidence file (no LLM needed)"):
             path.write_bytes(evidence_file.getvalue())
             try:
                 added = project.import_evidence_file(path)
-            except (ProjectError, EvidenceError, ValueError) as exc:
+            except (*USER_ERRORS, ValueError) as exc:
                 show_error(exc)
             else:
-                st.success("Imported " + ", ".join(f"{n} records of {md(m)}" for m, n in added.items()))
+                st.success("Imported " + ", ".join(f"{n} records of {markdown_text(m)}" for m, n in added.items()))
                 st.rerun()
 
 # ---------------------------------------------------------------- prompt
@@ -122,22 +124,46 @@ if PromptTemplate is not None:
         "Template ({labels} and {text} are filled in; keep {text} last so the shared prefix is reused)",
         value=project.prompt_template or DEFAULT_TEMPLATE, height=140, key="template_text",
     )
+    with st.form("label_meaning_form"):
+        st.markdown("**What the labels mean** (told to every LLM; leave blank to give none)")
+        saved = project.label_descriptions
+        edited = {label: st.text_input(markdown_text(label), value=saved.get(label, ""), key=f"describe_{label}",
+                                       placeholder="e.g. an ordinary, legitimate email")
+                  for label in project.labels}
+        per_class = st.number_input(
+            "Seed examples per label shown in the prompt", min_value=0, max_value=MAX_DEMONSTRATIONS_PER_CLASS,
+            value=project.demonstrations_per_class, step=1,
+            help="Chosen from the seed labels; they sit in the shared prompt prefix, paid for once per model. "
+                 "A seed shown as an example is scored with another example of its label in its place.")
+        if st.form_submit_button("Save descriptions and examples"):
+            try:
+                project.set_label_descriptions(edited)
+                project.set_demonstrations_per_class(int(per_class))
+            except USER_ERRORS as exc:
+                show_error(exc)
+            else:
+                st.rerun()
     sample_id = project.seed_candidates(1)[0]
     try:
-        preview = PromptTemplate(template=template_text).render(project.texts[project.index_of(sample_id)], project.labels)
-    except EvidenceError as exc:
+        preview = replace(project.prompt(), template=template_text).render(
+            project.texts[project.index_of(sample_id)], project.labels)
+    except USER_ERRORS + (EvidenceError,) as exc:
         show_error(exc)
     else:
-        st.caption(f"Preview on text {sample_id} (completion form; chat models wrap it in their chat template)")
+        st.caption(f"Preview on text {markdown_text(sample_id)} (completion form; chat models wrap it in their "
+                   "chat template)")
         st.code(preview, language=None, wrap_lines=True)
         c1, c2 = st.columns(2)
-        if c1.button("Save template", disabled=template_text == (project.prompt_template or DEFAULT_TEMPLATE)):
-            project.set_prompt_template(None if template_text == DEFAULT_TEMPLATE else template_text)
-            st.rerun()
-        if c2.button("Reset to the default", disabled=project.prompt_template is None):
-            project.set_prompt_template(None)
-            st.session_state.pop("template_text", None)
-            st.rerun()
+        try:
+            if c1.button("Save template", disabled=template_text == (project.prompt_template or DEFAULT_TEMPLATE)):
+                project.set_prompt_template(None if template_text == DEFAULT_TEMPLATE else template_text)
+                st.rerun()
+            if c2.button("Reset to the default", disabled=project.prompt_template is None):
+                project.set_prompt_template(None)
+                st.session_state.pop("template_text", None)
+                st.rerun()
+        except USER_ERRORS as exc:
+            show_error(exc)
 
 # ---------------------------------------------------------------- run
 st.header("Evidence")
@@ -160,24 +186,24 @@ if runnable:
     c2.button("Cancel", icon=":material/stop:", key="cancel_evidence",
               help="Stops the run; what is done stays cached and the next run resumes there.")
     if start:
-        bars = {s.display_name: st.progress(0.0, text=f"{s.display_name}: waiting") for s in runnable}
+        bars = {s.display_name: st.progress(0.0, text=f"{markdown_text(s.display_name)}: waiting") for s in runnable}
 
         def report(model, p):
             bars[model].progress(min(p.done / max(p.total, 1), 1.0),
-                                 text=f"{model}: " + progress_text(p.done, p.total, p.rate, p.eta_s))
+                                 text=f"{markdown_text(model)}: " + progress_text(p.done, p.total, p.rate, p.eta_s))
 
         cancel = threading.Event()
         try:
             sources = []
             for spec in runnable:
                 if spec.kind == "server":  # never cached in memory: it would hold the key
-                    sources.append((spec, make_source(spec, project.prompt_template, st.session_state.get("api_key"))))
+                    sources.append((spec, make_source(spec, project.prompt(), st.session_state.get("api_key"))))
                 else:
-                    sources.append((spec, cached_source(spec, project.prompt_template)))
+                    sources.append((spec, cached_source(spec, project.prompt())))
             project.run_evidence(sources, progress=report, cancel=cancel)
         except Cancelled:
             st.warning("Cancelled. What was done is kept; run again to resume.")
-        except (ProjectError, EvidenceError) as exc:
+        except USER_ERRORS as exc:
             show_error(exc)
         else:
             st.rerun()

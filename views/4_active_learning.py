@@ -8,8 +8,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from mollia_core.loop import LoopConfig, LoopError
-from mollia_core.project import ProjectError
-from views.common import require_data, require_project, show_error
+from views.common import USER_ERRORS, require_data, require_project, show_error
 
 st.title("Active learning")
 st.caption("Each iteration queries a batch of texts, labels them with MoLAM (label + negative labels), flags "
@@ -46,17 +45,22 @@ with st.expander("Settings", expanded=not project.iterations()):
     backbone = c2.text_input("Backbone", settings.backbone, help="all-MiniLM-L6-v2 ships offline; any Hugging Face id "
                              "you have locally (e.g. distilbert-base-uncased) works too.")
     random_state = c3.number_input("Random state", 0, 10_000, settings.random_state)
-    c1, c2 = st.columns(2)
+    c1, c2, c3 = st.columns(3)
     negative_learning = c1.checkbox("Negative learning (λ·L_neg, Eq. 8)", settings.negative_learning)
     discrepancy = c2.checkbox("Discrepancy weight (α for flagged labels, Eq. 7)", settings.discrepancy)
+    seed_cv_folds = c3.number_input(
+        "Folds for the accuracy estimate", 0, 20, settings.seed_cv_folds,
+        help="Without gold validation labels, each iteration's accuracy is estimated on seed labels held out "
+             "by K-fold: each fold trains the model once more (with fine-tuning, K+1 trainings per "
+             "iteration). 0 turns the estimate off.")
 try:
     new_settings = LoopConfig(strategy=strategy, batch_size=int(batch), alpha=float(alpha),
                               lambda_start=float(lambda_start), lambda_end=float(lambda_end),
                               n_iterations=int(planned), negative_learning=negative_learning,
                               discrepancy=discrepancy, learner_mode=mode, backbone=backbone.strip(),
-                              random_state=int(random_state))
+                              random_state=int(random_state), seed_cv_folds=int(seed_cv_folds))
 except LoopError as exc:
-    st.error(str(exc))
+    show_error(exc)
     st.stop()
 
 summary = project.summary()
@@ -86,7 +90,7 @@ if next_clicked or run_clicked:
     try:
         with st.spinner("Working…"):
             project.run_iterations(n, new_settings, progress=report, cancel=threading.Event())
-    except ProjectError as exc:
+    except USER_ERRORS as exc:
         show_error(exc)
     else:
         st.rerun()
@@ -94,17 +98,33 @@ if next_clicked or run_clicked:
 if len(curve):
     st.subheader("Learning curve")
     has_gold = curve["validation_accuracy"].notna().any()
+    has_estimate = curve["seed_cv_accuracy"].notna().any()
     figure = go.Figure()
     if has_gold:
         figure.add_scatter(x=curve["n_labeled"], y=curve["validation_accuracy"], mode="lines+markers",
                            name="accuracy on the validation split (gold)")
+    elif has_estimate:
+        estimated = curve.dropna(subset=["seed_cv_accuracy"])
+        figure.add_scatter(
+            x=estimated["n_labeled"], y=estimated["seed_cv_accuracy"], mode="lines+markers",
+            name="estimated accuracy (held-out seed labels, 95 % interval)",
+            error_y=dict(type="data", symmetric=False,
+                         array=estimated["seed_cv_high"] - estimated["seed_cv_accuracy"],
+                         arrayminus=estimated["seed_cv_accuracy"] - estimated["seed_cv_low"]),
+        )
     figure.add_scatter(x=curve["n_labeled"], y=curve["annotator_agreement"], mode="lines+markers",
-                       name="agreement of the model with MoLAM (pool)", line=dict(dash="dot"))
-    figure.update_layout(xaxis_title="labeled texts", yaxis_title="share", yaxis_range=[0, 1], height=360,
+                       name="agreement with MoLAM's labels (pool) — not an accuracy", line=dict(dash="dot"))
+    figure.update_layout(xaxis_title="labeled texts", yaxis_range=[0, 1], height=360,
+                         yaxis_title="accuracy" if has_gold or has_estimate else "agreement",
                          margin=dict(t=10, b=10), legend=dict(orientation="h", y=-0.25))
     st.plotly_chart(figure)
-    if not has_gold:
-        st.caption("No gold labels outside the seeds: the curve shows how often the model agrees with MoLAM.")
+    if not has_gold and has_estimate:
+        st.caption("No gold validation labels: the accuracy is an estimate. At each iteration the model is "
+                   "trained again K times, each time without one fold of the seed labels, and scored on the "
+                   "seeds it did not see. The dotted line only says how often the model agrees with MoLAM.")
+    elif not has_gold:
+        st.caption("No gold validation labels and too few seed labels for an estimate (or it is turned off in "
+                   "the settings): the dotted line only says how often the model agrees with MoLAM.")
     st.subheader("Flagged texts (d_anno) per iteration")
     st.caption("A text is flagged when MoLAM's label differs from the previous model's prediction: "
                "it trains with weight α. Review them on the Review page.")

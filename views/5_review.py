@@ -6,8 +6,8 @@ import pandas as pd
 import streamlit as st
 from plotly.subplots import make_subplots
 
-from mollia_core.project import ProjectError
-from views.common import md, require_data, require_project, show_error
+from mollia_core.display import chart_text, markdown_text
+from views.common import USER_ERRORS, require_data, require_project, show_error
 
 st.title("Review")
 project = require_project()
@@ -52,16 +52,17 @@ if picked is None:
 text_id = picked
 info = project.text_evidence(text_id)
 
-st.subheader(f"Text {md(text_id)}")
+st.subheader(f"Text {markdown_text(text_id)}")
 with st.container(border=True):
     st.text(info.text)
 c1, c2, c3, c4, c5 = st.columns(5)
-c1.metric("Label", info.label or "—", help=f"source: {info.source}")
-c2.metric("MoLAM", info.molam_label or "—",
+# Metric values are Markdown too.
+c1.metric("Label", markdown_text(info.label or "—"), help=f"source: {info.source}")
+c2.metric("MoLAM", markdown_text(info.molam_label or "—"),
           f"p = {info.molam_probability:.2f}" if info.molam_probability is not None else None, delta_color="off",
           delta_arrow="off")
-c3.metric("Majority vote", info.vote_label or "—")
-c4.metric("Mean probability", info.mean_label or "—")
+c3.metric("Majority vote", markdown_text(info.vote_label or "—"))
+c4.metric("Mean probability", markdown_text(info.mean_label or "—"))
 c5.metric("Flag (d_anno)", "flagged" if info.flag else "no", help="MoLAM's label differs from the previous model's")
 st.write("Source: " + {"seed": "seed label (human)", "override": "human override", "molam": "MoLAM"}.get(
     info.source or "", str(info.source)) + (f" · iteration {info.iteration}" if info.iteration is not None else ""))
@@ -74,16 +75,17 @@ st.write("**Set the label** (one click or press its number):")
 columns = st.columns(min(len(info.labels), 6))
 for k, label in enumerate(info.labels):
     if columns[k % len(columns)].button(
-        f"{k + 1} · {md(label)}" if k < 9 else md(label), key=f"override_{text_id}_{k}",
+        f"{k + 1} · {markdown_text(label)}" if k < 9 else markdown_text(label), key=f"override_{text_id}_{k}",
         shortcut=str(k + 1) if k < 9 else None, type="primary" if label == info.label else "secondary",
         width="stretch",
     ):
         try:
             project.override(text_id, label)
-        except ProjectError as exc:
+        except USER_ERRORS as exc:
             show_error(exc)
         else:
-            st.toast(f"Text {md(text_id)} is now human-labeled '{md(label)}'; used from the next training on.")
+            st.toast(f"Text {markdown_text(text_id)} is now human-labeled '{markdown_text(label)}'; used from the "
+                     "next training on.")
             st.rerun()
 if info.overrides:
     st.caption("Overrides of this text")
@@ -94,11 +96,12 @@ if info.models:
     st.subheader("What each LLM said")
     figure = make_subplots(rows=1, cols=2, subplot_titles=("probability of each label (z)",
                                                            "share of the sampled answers (c)"), shared_yaxes=True)
+    label_ticks = [chart_text(label) for label in info.labels]
     for j, model in enumerate(info.models):
         color = f"hsl({int(360 * j / len(info.models))},55%,50%)"
-        figure.add_bar(x=list(info.labels), y=info.label_probs[j], name=model, legendgroup=model,
+        figure.add_bar(x=label_ticks, y=info.label_probs[j], name=chart_text(model), legendgroup=str(j),
                        marker_color=color, row=1, col=1)
-        figure.add_bar(x=list(info.labels), y=info.vote_shares[j], name=model, legendgroup=model,
+        figure.add_bar(x=label_ticks, y=info.vote_shares[j], name=chart_text(model), legendgroup=str(j),
                        marker_color=color, showlegend=False, row=1, col=2)
     figure.update_layout(barmode="group", height=360, margin=dict(t=30, b=10), legend=dict(orientation="h", y=-0.25))
     figure.update_yaxes(range=[0, 1])

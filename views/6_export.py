@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
+
 import streamlit as st
 
-from mollia_core.export import MIME_TYPES, to_bytes
-from views.common import require_data, require_project
+from mollia_core.export import MIME_TYPES, add_parquet_metadata, export_metadata, molam_accuracy_estimate, to_bytes
+from views.common import USER_ERRORS, require_data, require_project, show_error
 
 st.title("Export")
 project = require_project()
@@ -24,10 +26,37 @@ counts = frame["source"].value_counts()
 st.write(f"**{len(frame)}** texts · " + " · ".join(f"{n} {source}" for source, n in counts.items()))
 st.caption("Columns: id, text, label, source (seed / molam / override), molam_probability, negative_labels, "
            "flag (d_anno), iteration, then your original columns.")
-columns = st.columns(3)
+neutralize = st.checkbox(
+    "Make the CSV safe to open in a spreadsheet", value=True, key="export_neutralize_formulas",
+    help="Cells that start with = + - @, a tab or a carriage return get a leading ' so that a spreadsheet "
+         "shows them as text instead of running them as formulas; importing the CSV removes it again. "
+         "JSONL and Parquet are always exact.",
+)
+report = project.fit_report()
+metadata = export_metadata(
+    frame, molam_accuracy_estimate(report.cv_accuracy, report.n_seeds) if report else None,
+    project=project.name, labels=list(project.labels), models=project.panel_models(),
+)
+columns = st.columns(4)
 for column, fmt in zip(columns, ("csv", "jsonl", "parquet")):
-    column.download_button(
-        f"Download {fmt.upper()}", data=to_bytes(frame, fmt), file_name=f"{project.name}-labeled.{fmt}",
-        mime=MIME_TYPES[fmt], icon=":material/download:", key=f"download_{fmt}", width="stretch",
-    )
+    with column:
+        try:
+            data = to_bytes(frame, fmt, neutralize_formulas=neutralize)
+            if fmt == "parquet":
+                data = add_parquet_metadata(data, metadata)
+        except USER_ERRORS as exc:
+            show_error(exc)
+            continue
+        st.download_button(
+            f"Download {fmt.upper()}", data=data, file_name=f"{project.name}-labeled.{fmt}",
+            mime=MIME_TYPES[fmt], icon=":material/download:", key=f"download_{fmt}", width="stretch",
+        )
+columns[3].download_button(
+    "Download metadata", data=json.dumps(metadata, indent=2, ensure_ascii=False),
+    file_name=f"{project.name}-labeled.meta.json", mime="application/json", icon=":material/download:",
+    key="download_metadata", width="stretch",
+    help="How far each source's labels can be trusted: seeds and overrides are human labels (taken as given); "
+         "for MoLAM's labels, the accuracy cross-validated on the seeds with its 95 % interval. "
+         "A Parquet download carries it inside the file.",
+)
 st.dataframe(frame.assign(negative_labels=frame["negative_labels"].map(", ".join)).head(200), hide_index=True)

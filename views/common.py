@@ -8,9 +8,24 @@ from __future__ import annotations
 
 import streamlit as st
 
+from mollia_core.annotation import AnnotationError
+from mollia_core.dataset import DatasetError
+from mollia_core.display import markdown_text
+from mollia_core.encoder import EncoderError
+from mollia_core.evidence import EvidenceError
+from mollia_core.export import ExportError
+from mollia_core.learner import LearnerError
+from mollia_core.loop import LoopError
 from mollia_core.project import Project, ProjectError, list_projects, project_path, projects_dir
+from mollia_core.query import QueryError
+from mollia_core.store import StoreError
 
 PROJECT_KEY = "project_name"
+
+# The core's errors whose message is written for the user (what is wrong, how to fix it): a page
+# catches them around its actions and shows them with show_error; anything else is a bug.
+USER_ERRORS = (ProjectError, StoreError, DatasetError, AnnotationError, LoopError, LearnerError, QueryError,
+               EncoderError, EvidenceError, ExportError)
 
 
 @st.cache_resource(show_spinner=False)
@@ -27,7 +42,12 @@ def current_project() -> Project | None:
     if not path.exists():
         st.session_state.pop(PROJECT_KEY, None)
         return None
-    return _project_at(str(path))
+    try:
+        return _project_at(str(path))
+    except USER_ERRORS as exc:  # e.g. not a project file: say so and let the user open another
+        show_error(exc)
+        st.session_state.pop(PROJECT_KEY, None)
+        return None
 
 
 def require_project() -> Project:
@@ -47,8 +67,9 @@ def require_data(project: Project) -> None:
 
 
 def show_error(exc: Exception) -> None:
-    """A user's mistake, shown in the page as text (no stack trace)."""
-    st.error(str(exc), icon=":material/error:")
+    """A user's mistake (or a fault the core explains), shown in the page as text: no stack trace, and the
+    user's strings the message quotes stay literal."""
+    st.error(markdown_text(exc), icon=":material/error:")
 
 
 def project_sidebar() -> None:
@@ -69,23 +90,15 @@ def project_sidebar() -> None:
             if st.form_submit_button("Create project", icon=":material/add:"):
                 try:
                     Project.create(new_name)
-                except ProjectError as exc:
+                except USER_ERRORS as exc:
                     show_error(exc)
                 else:
                     st.session_state[PROJECT_KEY] = new_name.strip()
                     st.rerun()
-        st.caption(f"Projects are kept in `{projects_dir()}`")
+        st.caption(f"Projects are kept in {markdown_text(projects_dir())}")
 
 
 def progress_text(done: int, total: int, rate: float, eta_s: float | None) -> str:
     eta = "—" if eta_s is None else (f"{eta_s:.0f} s" if eta_s < 120 else f"{eta_s / 60:.1f} min")
     return f"{done} / {total} texts · {rate:.2f} texts/s · ETA {eta}"
 
-
-_MARKDOWN_SPECIAL = set("\\`*_{}[]()<>#+-.!|~:$")
-
-
-def md(value: object) -> str:
-    """User data made inert for Streamlit's Markdown (labels, column names, file names):
-    every character Markdown (or Streamlit's :color[] / :icon: syntax) could act on is escaped."""
-    return "".join("\\" + ch if ch in _MARKDOWN_SPECIAL else ch for ch in str(value))

@@ -9,6 +9,13 @@ seconds instead of re-dequantising the GGUF. Preparation is idempotent (a marker
 file holds the verified hash) and atomic (work happens in a temporary folder
 that is renamed into place, so a killed prepare never leaves a half model).
 
+What loads is what was verified: the GGUF copy's stamp and the converted folder's
+marker record the sha256, size and modification time of every file when it was
+written. Each use compares sizes and modification times (free); a file that differs
+is hashed in full, and a copy whose hash no longer matches is reported and rebuilt,
+never loaded. ``models prepare --verify`` hashes every file in full (it also catches
+a change that kept the modification time).
+
 ``EmbeddedSource`` is then an ordinary Hugging Face source on the converted
 folder; ``embedded_panel`` gives all four, loaded lazily, one in memory at a time.
 """
@@ -20,6 +27,7 @@ import fcntl
 import hashlib
 import importlib.util
 import json
+import logging
 import os
 import shutil
 import tempfile
@@ -36,8 +44,11 @@ from .source import EvidenceError, EvidenceSource, ProgressCallback
 
 #: Lock every process takes before holding a model over 1B parameters in RAM (team rule).
 BIG_MODEL_LOCK = Path("/tmp/mollia-bigmodel.lock")
+logger = logging.getLogger(__name__)
+
 _MARKER = "mollia-model.json"
 _CHUNK = 1 << 20
+_NOT_PREPARED = "not prepared yet"
 
 
 @dataclass(frozen=True)
@@ -184,11 +195,46 @@ def piece_paths(model: EmbeddedModel) -> list[Path]:
 
 
 def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
     with open(path, "rb") as handle:
-        while block := handle.read(_CHUNK):
-            digest.update(block)
-    return digest.hexdigest()
+        return hashlib.file_digest(handle, "sha256").hexdigest()
+
+
+def _file_record(path: Path, sha256: str) -> dict[str, Any]:
+    stat = path.stat()
+    return {"sha256": sha256, "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+
+
+def _file_problem(path: Path, record: dict[str, Any], *, full: bool) -> str | None:
+    """Why ``path`` is not the file ``record`` describes, or None.
+
+    Unless ``full``, a file with the recorded size and modification time is trusted
+    without reading it; any other file is hashed.
+    """
+    try:
+        stat = path.stat()
+    except OSError:
+        return f"{path.name} is missing"
+    if not full and stat.st_size == record.get("size") and stat.st_mtime_ns == record.get("mtime_ns"):
+        return None
+    actual = sha256_file(path)
+    if actual != record.get("sha256"):
+        return f"{path.name} has sha256 {actual}, expected {record.get('sha256')}"
+    record.update(_file_record(path, actual))  # same bytes, touched: trust the new time from now on
+    return None
+
+
+def _warn(progress: Callable[[str], None] | None, message: str) -> None:
+    """Tell the user through ``progress`` where there is one (the CLI prints it), else the log."""
+    if progress is None:
+        logger.warning("%s", message)
+    else:
+        progress(message)
+
+
+def _write_json_atomic(path: Path, value: Any) -> None:
+    partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
+    partial.write_text(json.dumps(value, indent=1))
+    os.replace(partial, path)
 
 
 def _corrupt_message(model: EmbeddedModel, path: Path, actual: str, size: int) -> str:
@@ -222,18 +268,35 @@ def _concatenate_hashing(sources: Sequence[Path], target: Path) -> tuple[str, in
     return digest.hexdigest(), size
 
 
-def embedded_gguf_path(name: str) -> Path:
+def _read_json(path: Path) -> dict | None:
+    try:
+        value = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def embedded_gguf_path(name: str, *, verify: bool = False,
+                       progress: Callable[[str], None] | None = None) -> Path:
     """Assemble (once) and verify the model's GGUF file; return its path.
 
     This is the file a llama.cpp server can serve. The file is written under a temporary
     name, hashed in the same streaming pass, and renamed into place only when it matches.
+    A cached copy is checked against its stamp (see the module doc; ``verify``: hashed in
+    full); a corrupt one is reported through ``progress`` and the log, and assembled again.
     """
     model = embedded_model(name)
     target = models_dir() / "gguf" / model.gguf_file
-    stamp = target.with_name(target.name + ".sha256")
-    if target.is_file() and stamp.is_file() and stamp.read_text().strip() == model.sha256 \
-            and target.stat().st_size == model.size:
-        return target
+    stamp = target.with_name(target.name + ".json")
+    if target.is_file():
+        # The expected hash is the one carried in this module, whatever the stamp says.
+        record = {**(_read_json(stamp) or {}), "sha256": model.sha256}
+        problem = _file_problem(target, record, full=verify)
+        if problem is None:
+            if record != _read_json(stamp):
+                _write_json_atomic(stamp, record)
+            return target
+        _warn(progress, f"{model.name}: the cached copy {target} is corrupt ({problem}); assembling it again")
     sources = piece_paths(model)
     target.parent.mkdir(parents=True, exist_ok=True)
     partial = target.with_name(f".{target.name}.{os.getpid()}.partial")
@@ -243,7 +306,7 @@ def embedded_gguf_path(name: str) -> Path:
             where = sources[0] if len(sources) == 1 else f"the {len(sources)} pieces in {sources[0].parent.parent.parent}"
             raise EvidenceError(_corrupt_message(model, Path(str(where)), actual, size))
         os.replace(partial, target)
-        stamp.write_text(actual + "\n")
+        _write_json_atomic(stamp, _file_record(target, actual))
     finally:
         partial.unlink(missing_ok=True)
     return target
@@ -255,15 +318,34 @@ def converted_dir(name: str) -> Path:
 
 
 def _read_marker(folder: Path) -> dict | None:
-    try:
-        return json.loads((folder / _MARKER).read_text())
-    except (OSError, ValueError):
-        return None
+    return _read_json(folder / _MARKER)
+
+
+def _converted_problem(model: EmbeddedModel, *, full: bool) -> str | None:
+    """Why the converted folder cannot be loaded as it is, or None (``_NOT_PREPARED`` if absent)."""
+    folder = converted_dir(model.name)
+    marker = _read_marker(folder)
+    if marker is None:
+        return _NOT_PREPARED if not folder.exists() else f"its marker {_MARKER} is missing or unreadable"
+    if marker.get("sha256") != model.sha256:
+        return "it was converted from another GGUF file"
+    files = marker.get("files")
+    if not isinstance(files, dict) or not files:
+        return "it was converted before MoLLIA recorded file digests, so it cannot be verified"
+    for relative, record in files.items():
+        if not isinstance(record, dict):
+            return f"its marker's record of {relative} is unreadable"
+        problem = _file_problem(folder / relative, record, full=full)
+        if problem is not None:
+            return problem
+    if marker != _read_marker(folder):  # a touched file was re-hashed and matched: keep its new time
+        _write_json_atomic(folder / _MARKER, marker)
+    return None
 
 
 def is_prepared(name: str) -> bool:
-    marker = _read_marker(converted_dir(name))
-    return bool(marker) and marker.get("sha256") == embedded_model(name).sha256
+    """True when the converted folder is there and its files match their records (sizes, times)."""
+    return _converted_problem(embedded_model(name), full=False) is None
 
 
 @contextlib.contextmanager
@@ -301,30 +383,42 @@ def _convert(model: EmbeddedModel, gguf: Path, out: Path) -> None:
     del llm
 
 
-def prepare_embedded_model(name: str, progress: Callable[[str], None] | None = None) -> Path:
+def prepare_embedded_model(name: str, progress: Callable[[str], None] | None = None, *,
+                           verify: bool = False) -> Path:
     """Assemble, verify and convert model ``name`` once; return its bf16 safetensors folder.
 
-    A second call returns at once (the folder's marker holds the verified sha256).
+    A second call returns at once (the folder's marker holds the verified sha256 and a record
+    of every converted file, checked by size and modification time; ``verify``: every file
+    hashed in full, the GGUF copy too). A copy that fails its check is reported and rebuilt.
     ``progress`` receives short human-readable steps.
     """
     model = embedded_model(name)
     final = converted_dir(name)
-    if is_prepared(name):
-        return final
     say = progress or (lambda message: None)
+    problem = _converted_problem(model, full=verify)
+    if problem is None:
+        if verify:
+            embedded_gguf_path(name, verify=True, progress=progress)
+            say(f"{model.name}: verified (sha256 of the GGUF copy and of every converted file)")
+        return final
+    if problem != _NOT_PREPARED:
+        _warn(progress, f"{model.name}: the converted copy in {final} does not match what was verified "
+                   f"({problem}); converting it again")
     say(f"{model.name}: assembling and verifying {model.gguf_file}")
-    gguf = embedded_gguf_path(name)
+    gguf = embedded_gguf_path(name, verify=True, progress=progress)  # converting reads it all anyway
     with big_model_lock(model):
-        if is_prepared(name):  # another process finished while we waited for the lock
+        if _converted_problem(model, full=verify) is None:  # another process finished while we waited
             return final
         say(f"{model.name}: converting to bf16 safetensors (once)")
         staging = Path(tempfile.mkdtemp(prefix=f".{model.name}.", dir=models_dir()))
         staging.chmod(0o755)
         try:
             _convert(model, gguf, staging)
+            files = {path.name: _file_record(path, sha256_file(path))
+                     for path in sorted(staging.iterdir()) if path.is_file()}
             (staging / _MARKER).write_text(json.dumps({
                 "name": model.name, "gguf_file": model.gguf_file, "sha256": model.sha256,
-                "dtype": "bfloat16", "chat": model.chat,
+                "dtype": "bfloat16", "chat": model.chat, "files": files,
             }, indent=1))
             if final.exists():  # stale or half-written by an older version: replace it
                 shutil.rmtree(final)
@@ -337,11 +431,11 @@ def prepare_embedded_model(name: str, progress: Callable[[str], None] | None = N
 
 
 def prepare_embedded_models(
-    names: Sequence[str] | None = None, progress: Callable[[str], None] | None = None
+    names: Sequence[str] | None = None, progress: Callable[[str], None] | None = None, *, verify: bool = False
 ) -> dict[str, Path]:
     """Prepare several embedded models (default: all four), smallest first."""
     chosen = list(names) if names is not None else list(EMBEDDED_MODELS)
-    return {name: prepare_embedded_model(name, progress=progress) for name in chosen}
+    return {name: prepare_embedded_model(name, progress=progress, verify=verify) for name in chosen}
 
 
 class EmbeddedSource(EvidenceSource):

@@ -57,7 +57,7 @@ class HuggingFaceSource(EvidenceSource):
     model:        a hub id ("Qwen/Qwen2.5-7B-Instruct") or a local folder.
     gguf_file:    name of a GGUF file inside ``model`` (folder or hub repo), if it is one.
     template:     the prompt (default: the paper's wording); chat models get their chat template.
-    n_samples, temperature, top_p, max_new_tokens, vote_mode: see ``DecodingSettings``.
+    n_samples, temperature, top_p, max_new_tokens, vote_mode, surface_forms: see ``DecodingSettings``.
     quantization: "auto" (4-bit on CUDA, bf16 otherwise), "4bit", "bf16", "fp32" or "none".
     device:       "auto" (CUDA if present, else CPU), or a torch device string.
     revision:     hub revision (branch, tag or commit); default the cached "main".
@@ -79,6 +79,7 @@ class HuggingFaceSource(EvidenceSource):
         top_p: float = 0.9,
         max_new_tokens: int = 8,
         vote_mode: str = "sampled",
+        surface_forms: bool = True,
         quantization: str = "auto",
         device: str = "auto",
         random_state: int = 0,
@@ -94,7 +95,7 @@ class HuggingFaceSource(EvidenceSource):
         self.model_id = str(model)
         self.gguf_file = gguf_file
         self.template = template or PromptTemplate()
-        self.settings = DecodingSettings(n_samples, temperature, top_p, max_new_tokens, vote_mode)
+        self.settings = DecodingSettings(n_samples, temperature, top_p, max_new_tokens, vote_mode, surface_forms)
         self.quantization = quantization
         self.device = device
         self.random_state = random_state
@@ -280,6 +281,7 @@ class HuggingFaceSource(EvidenceSource):
                     "sampled_vote_shares": result.sampled_vote_shares.tolist(),
                     "expected_vote_shares": result.expected_vote_shares.tolist(),
                     "vote_mode": result.vote_mode,
+                    "canonical_label_probs": result.canonical_label_probs.tolist(),
                 },
             )
             for text_id, result in zip(ids, results)

@@ -12,7 +12,8 @@ explanation), after a leading ``Answer:`` / ``Category:`` / ``Label:`` / ``Outpu
 prefix and surrounding quotes, backticks, asterisks and punctuation are removed:
 
 1. the whole line, or its first sentence, *is* a label (case-insensitive; ``_``,
-   ``-`` and runs of spaces count as one space);
+   ``-`` and runs of spaces count as one space; the label's other grammatical number,
+   ``sports`` for ``sport``, counts as the label, as in z's surface forms);
 2. otherwise, parenthesised remarks are dropped and the labels *mentioned* as whole
    words are collected, the longest label winning where labels overlap (``very
    positive`` names one label, not ``positive`` too). One label: that label. A
@@ -34,7 +35,7 @@ from typing import Sequence
 
 import numpy as np
 
-__all__ = ["AnswerParser", "parse_answer", "vote_shares"]
+__all__ = ["AnswerParser", "label_surface_forms", "number_variants", "parse_answer", "vote_shares"]
 
 _PREFIX = re.compile(
     r"^\s*(?:final\s+answer|answer|category|label|class(?:ification)?|output|sentiment|prediction|response)"
@@ -60,6 +61,56 @@ def _normalise(text: str) -> str:
     text = unicodedata.normalize("NFKC", text).casefold().replace("’", "'")
     text = re.sub(r"[_\-]+", " ", text)
     return re.sub(r"\s+", " ", text).strip()
+
+
+def number_variants(label: str) -> tuple[str, ...]:
+    """The label and its other grammatical number, inflecting its last word with a simple
+    English rule ("sport" <-> "sports", "category" <-> "categories"); words whose final "s"
+    is not a plural ending ("business", "politics", "news") keep one form."""
+    head, _, last = label.rpartition(" ")
+    head = head + " " if head else ""
+    lower = last.casefold()
+    if not last[-1:].isalpha() or len(last) < 3 or lower.endswith(("ss", "us", "is", "ics", "ews")):
+        return (label,)
+    upper = last.isupper()
+    if lower.endswith("ies") and len(last) > 4:
+        other = last[:-3] + ("Y" if upper else "y")
+    elif lower.endswith(("ches", "shes", "xes", "sses")):
+        other = last[:-2]
+    elif lower.endswith("s"):
+        other = last[:-1]
+    elif lower.endswith("y") and lower[-2:-1] not in "aeiou":
+        other = last[:-1] + ("IES" if upper else "ies")
+    else:
+        other = last + ("S" if upper else "s")
+    return (label, head + other)
+
+
+def label_surface_forms(labels: Sequence[str], quotes: bool = True) -> tuple[tuple[str, ...], ...]:
+    """How an LLM may write each label as its answer: per label, distinct strings, the label as
+    given first, then its lower-case and capitalised spellings, each also in its other
+    grammatical number (``number_variants``), and, with ``quotes``, each after an opening
+    double quote. A form that two labels share (labels "sport" and "sports") is left out of
+    both, and the labels themselves are never a form of another label, so no string is
+    counted for two labels. Shared by every source that sums P(form) into z (scoring.py; a
+    server source calls it the same way on its completion prompts) and by the answer parser.
+    """
+    candidates = []
+    for label in labels:
+        cases = dict.fromkeys((label, label.lower(), label[:1].upper() + label[1:]))
+        spellings = dict.fromkeys(v for case in cases for v in number_variants(case))
+        if quotes:
+            spellings.update(dict.fromkeys('"' + v for v in list(spellings)))
+        candidates.append(list(spellings))
+    owners: dict[str, set[int]] = {}
+    for k, forms in enumerate(candidates):
+        for form in forms:
+            owners.setdefault(form, set()).add(k)
+    canonical = set(labels)
+    return tuple(
+        (label,) + tuple(f for f in forms if f != label and len(owners[f]) == 1 and f not in canonical)
+        for label, forms in zip(labels, candidates)
+    )
 
 
 def _strip_wrappers(text: str) -> str:
@@ -90,8 +141,17 @@ class AnswerParser:
                 "an answer could not tell them apart; rename them"
             )
         self._index = {n: i for i, n in enumerate(normalised)}
+        # The other grammatical number names the label too ("sports" for "sport"), the same
+        # forms that z sums (label_surface_forms); a form two labels could claim names neither.
+        owners: dict[str, set[int]] = {}
+        for i, forms in enumerate(label_surface_forms(self.labels, quotes=False)):
+            for form in forms:
+                owners.setdefault(_normalise(form), set()).add(i)
+        for form, claimed in owners.items():
+            if len(claimed) == 1 and form not in self._index:
+                self._index[form] = claimed.pop()
         # Longest alternatives first, so overlapping labels resolve to the longest match.
-        alternatives = sorted(normalised, key=len, reverse=True)
+        alternatives = sorted(self._index, key=len, reverse=True)
         body = "|".join(r"\s+".join(map(re.escape, n.split(" "))) for n in alternatives)
         self._mention = re.compile(rf"(?<!\w)(?:{body})(?!\w)")
         self._memo: dict[str, int | None] = {}

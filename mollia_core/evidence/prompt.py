@@ -10,14 +10,26 @@ Chat models get their own chat template (``tokenizer.apply_chat_template`` with
 answer starts. Base models (Gemma-3-270M here) get a completion prompt ending in
 ``"\\nCategory:"``, and the label is scored as it would follow that colon, with a
 leading space.
+
+Label descriptions (``ham: an ordinary, legitimate email``) and in-context demonstrations
+(a few labeled seed texts, each as ``Text: ...`` / ``Category: <label>``) go before the line
+that holds ``{text}`` (or where ``{descriptions}`` / ``{examples}`` stand in the template),
+so they are part of the shared prefix: an engine that keeps the prefix's KV cache pays for
+them once per model, not once per text.
+
+A demonstration is never scored with itself in its prompt: for a text that is one of the
+demonstrations, ``demonstrations_for`` swaps that demonstration for a spare example of the
+same class (or drops it when there is none). That text's prompt then has its own prefix
+from the swapped demonstration on, and is prefilled from there.
 """
 
 from __future__ import annotations
 
+import hashlib
 import string
 from collections import Counter
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 from .source import EvidenceError
 
@@ -26,13 +38,44 @@ DEFAULT_TEMPLATE = (
     "Answer with the category name only, without any explanation.\n\n"
     "Text: {text}"
 )
-PLACEHOLDERS = frozenset({"labels", "text"})
+PLACEHOLDERS = frozenset({"labels", "text", "descriptions", "examples"})
+#: A demonstration's text is cut to this many characters (its prefix is paid once, but every
+#: text attends to it).
+DEMONSTRATION_CHARS = 300
 #: Marks where the text goes when the shared prefix is rendered (never appears in real input).
 TEXT_SENTINEL = "\u27e6MOLLIA-TEXT\u27e7"
 
 
 class PromptTemplateError(EvidenceError, ValueError):
     """The prompt template or label set cannot be used; the message says how to fix it."""
+
+
+def _same_text(a: str, b: str) -> bool:
+    return " ".join(a.split()) == " ".join(b.split())
+
+
+def choose_demonstrations(
+    labeled: Sequence[tuple[str, str]], labels: Sequence[str], per_class: int
+) -> tuple[tuple[tuple[str, str], ...], tuple[tuple[str, str], ...]]:
+    """(demonstrations, spares) from human-labeled ``(text, label)`` pairs: per class the
+    ``per_class`` texts with the smallest sha256, then one spare per class. The order by hash
+    keeps the choice stable: a new seed changes it only if it hashes lower. Demonstrations
+    are interleaved by class (one of each label, then the next round)."""
+    if per_class < 0:
+        raise PromptTemplateError(f"demonstrations per class must be >= 0, not {per_class}")
+    by_label: dict[str, list[str]] = {label: [] for label in labels}
+    for text, label in labeled:
+        if label in by_label and text.strip() and not any(_same_text(text, t) for t in by_label[label]):
+            by_label[label].append(text)
+    ranked = {
+        label: sorted(texts, key=lambda t: hashlib.sha256(t.encode("utf-8")).hexdigest())
+        for label, texts in by_label.items()
+    }
+    demonstrations = tuple(
+        (ranked[label][i], label) for i in range(per_class) for label in labels if i < len(ranked[label])
+    )
+    spares = tuple((ranked[label][per_class], label) for label in labels if per_class and len(ranked[label]) > per_class)
+    return demonstrations, spares
 
 
 def check_labels(labels: Sequence[str]) -> tuple[str, ...]:
@@ -62,14 +105,30 @@ class PromptTemplate:
     label_separator:   how the label list is joined into ``{labels}``.
     completion_suffix: appended for base models without a chat template; the answer follows it.
     system:            optional system message for chat models (their default otherwise).
+    descriptions:      what each label means, ``{label: description}`` (kept as sorted pairs);
+                       labels without one are listed without.
+    demonstrations:    ``(text, label)`` examples shown before the text (``choose_demonstrations``).
+    spare_demonstrations: replacements, per label, for a demonstration in its own prompt.
     """
 
     template: str = DEFAULT_TEMPLATE
     label_separator: str = ", "
     completion_suffix: str = "\nCategory:"
     system: str | None = None
+    descriptions: Mapping[str, str] | tuple[tuple[str, str], ...] = ()
+    demonstrations: tuple[tuple[str, str], ...] = ()
+    spare_demonstrations: tuple[tuple[str, str], ...] = ()
 
     def __post_init__(self) -> None:
+        # Plain sorted tuples: the template stays hashable and its cache key canonical.
+        pairs = self.descriptions.items() if isinstance(self.descriptions, Mapping) else self.descriptions
+        descriptions = tuple(sorted((str(k), " ".join(str(v).split())) for k, v in pairs if str(v).strip()))
+        object.__setattr__(self, "descriptions", descriptions)
+        for name in ("demonstrations", "spare_demonstrations"):
+            examples = tuple((str(text), str(label)) for text, label in getattr(self, name))
+            if any(not text.strip() for text, _ in examples):
+                raise PromptTemplateError(f"an empty text among the {name.replace('_', ' ')}: every example needs a text")
+            object.__setattr__(self, name, examples)
         try:
             fields = [f for _, f, _, _ in string.Formatter().parse(self.template) if f is not None]
         except ValueError as error:
@@ -80,18 +139,65 @@ class PromptTemplate:
         if unknown:
             shown = ", ".join("{" + f + "}" for f in unknown)
             raise PromptTemplateError(
-                f"unknown placeholder(s) {shown} in the prompt template: only {{labels}} and {{text}} "
-                "are filled in (write literal braces as '{{' and '}}')"
+                f"unknown placeholder(s) {shown} in the prompt template: only {{labels}}, {{text}}, "
+                "{descriptions} and {examples} are filled in (write literal braces as '{{' and '}}')"
             )
         if "text" not in fields:
             raise PromptTemplateError("the prompt template has no {text} placeholder: add '{text}' where the text goes")
         if fields.count("text") > 1:
             raise PromptTemplateError("the prompt template has {text} more than once: keep a single {text}")
 
+    def demonstrations_for(self, text: str) -> tuple[tuple[str, str], ...]:
+        """The demonstrations shown with ``text``: each one that is ``text`` itself (up to
+        whitespace) replaced by an unused spare of its label, or dropped if none is left."""
+        shown = self.demonstrations
+        if not any(_same_text(d_text, text) for d_text, _ in shown):
+            return tuple(shown)
+        spares = [s for s in self.spare_demonstrations if not _same_text(s[0], text)]
+        chosen = []
+        for d_text, label in shown:
+            if not _same_text(d_text, text):
+                chosen.append((d_text, label))
+                continue
+            spare = next((s for s in spares if s[1] == label and s not in shown), None)
+            if spare is not None:
+                spares.remove(spare)
+                chosen.append(spare)
+        return tuple(chosen)
+
+    def _descriptions_block(self, labels: Sequence[str]) -> str:
+        described = dict(self.descriptions)
+        lines = [f"- {label}: {described[label]}" for label in labels if label in described]
+        return "What the categories mean:\n" + "\n".join(lines) if lines else ""
+
+    @staticmethod
+    def _examples_block(examples: Sequence[tuple[str, str]]) -> str:
+        def cut(text: str) -> str:
+            text = " ".join(text.split())
+            return text if len(text) <= DEMONSTRATION_CHARS else text[: DEMONSTRATION_CHARS - 1].rstrip() + "…"
+
+        shown = "\n\n".join(f"Text: {cut(text)}\nCategory: {label}" for text, label in examples)
+        return "Examples:\n" + shown if shown else ""
+
     def instruction(self, text: str, labels: Sequence[str]) -> str:
         """The filled-in instruction (the user message of a chat model)."""
         labels = check_labels(labels)
-        return self.template.format(labels=self.label_separator.join(labels), text=text)
+        descriptions = self._descriptions_block(labels)
+        examples = self._examples_block(self.demonstrations_for(text))
+        fields = self._fields()
+        filled = self.template.format(
+            labels=self.label_separator.join(labels), text=TEXT_SENTINEL, descriptions=descriptions, examples=examples
+        )
+        head, _, tail = filled.partition(TEXT_SENTINEL)
+        # Blocks the template does not place go before the line that holds the text.
+        unplaced = [b for b, name in ((descriptions, "descriptions"), (examples, "examples")) if b and name not in fields]
+        if unplaced:
+            line_start = head.rfind("\n") + 1
+            head = head[:line_start] + "".join(b + "\n\n" for b in unplaced) + head[line_start:]
+        return head + text + tail
+
+    def _fields(self) -> list[str]:
+        return [f for _, f, _, _ in string.Formatter().parse(self.template) if f is not None]
 
     @staticmethod
     def uses_chat(tokenizer: Any, chat: bool | None = None) -> bool:
@@ -132,4 +238,7 @@ class PromptTemplate:
             "label_separator": self.label_separator,
             "completion_suffix": self.completion_suffix,
             "system": self.system,
+            "descriptions": [list(pair) for pair in self.descriptions],
+            "demonstrations": [list(pair) for pair in self.demonstrations],
+            "spare_demonstrations": [list(pair) for pair in self.spare_demonstrations],
         }

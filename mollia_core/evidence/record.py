@@ -41,6 +41,9 @@ class PanelEvidence:
 
     label_probs (z) and vote_shares (c) have shape (n, N, K); no_label_share (n, N).
     ``answers[i][j]`` holds model j's raw sampled answers on text i, when known.
+    ``non_llm_members`` names members that are not LLMs (the text classifier of
+    :mod:`mollia_core.text_member`): they are evidence for the meta-learner, but the negative
+    labels y- (Eq. 6) and the LLM baselines read the LLMs alone (:meth:`llm_only`).
     """
 
     labels: tuple[str, ...]
@@ -50,6 +53,7 @@ class PanelEvidence:
     no_label_share: np.ndarray | None = None
     text_ids: tuple[str, ...] | None = None
     answers: list[list[tuple[str, ...]]] | None = None
+    non_llm_members: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         n, n_models, n_labels = self.label_probs.shape
@@ -64,6 +68,18 @@ class PanelEvidence:
             )
         if self.no_label_share is None:
             object.__setattr__(self, "no_label_share", np.clip(1.0 - self.vote_shares.sum(-1), 0.0, 1.0))
+        unknown = set(self.non_llm_members) - set(self.models)
+        if unknown:
+            raise ValueError(f"non-LLM members {sorted(unknown)} are not among the models {self.models}")
+
+    @property
+    def llm_models(self) -> tuple[str, ...]:
+        """The members that are LLMs (every member but the ``non_llm_members``)."""
+        return tuple(m for m in self.models if m not in self.non_llm_members)
+
+    def llm_only(self) -> "PanelEvidence":
+        """The LLMs' evidence alone: the panel as the paper defines it."""
+        return self if not self.non_llm_members else self.select_models(self.llm_models)
 
     @property
     def n_texts(self) -> int:
@@ -132,6 +148,7 @@ class PanelEvidence:
             no_label_share=self.no_label_share[index],
             text_ids=tuple(self.text_ids[i] for i in index) if self.text_ids is not None else None,
             answers=[self.answers[i] for i in index] if self.answers is not None else None,
+            non_llm_members=self.non_llm_members,
         )
 
     def select_models(self, models: Sequence[str]) -> "PanelEvidence":
@@ -144,4 +161,5 @@ class PanelEvidence:
             no_label_share=self.no_label_share[:, cols],
             text_ids=self.text_ids,
             answers=[[row[c] for c in cols] for row in self.answers] if self.answers is not None else None,
+            non_llm_members=tuple(m for m in self.non_llm_members if m in models),
         )

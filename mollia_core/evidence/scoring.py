@@ -8,11 +8,21 @@ lengths are padded and masked). Per batch:
 
 1. copy that cache and prefill only the rest of each prompt (the text and the chat
    template's tail, left-padded) -> the next-token logits where each answer starts;
-2. z (Eq. 1): each text's K label token sequences go through the model in ONE batch on a copy
-   of the prompt cache (expanded to K rows per text, right-padded), so P(label | prompt) is the exact
-   product of its tokens' probabilities and labels sharing a first token are told apart.
-   ``sequence_probs`` keeps the raw probabilities (their sum is the "mass on labels"),
-   ``label_probs`` renormalises them over the label set;
+2. z (Eq. 1): each text's label token sequences go through the model on a copy of the prompt
+   cache (expanded to one row per sequence, right-padded, at most ``LABEL_ROWS_PER_PASS`` rows a
+   pass), so P(label | prompt) is the exact product of its tokens' probabilities and labels
+   sharing a first token are told apart. With ``surface_forms`` (the default) a label's z sums
+   P(form) over its surface forms (``parsing.label_surface_forms``: case, singular/plural, an
+   opening quote, and each unquoted form also with the leading space toggled): a model that
+   writes "Sports" for the label "sport" still gives "sport" its mass. Only forms whose token
+   sequence is neither a prefix nor an extension of another summed sequence are summed (the
+   event "the answer starts with these tokens" of a prefix contains that of its extension), so
+   the summed events are disjoint and nothing is counted twice. Forms cost little: a row is
+   read off any fed row that shares all its tokens but the last (the last token's probability
+   is in the full distribution there), so a single-token form needs no pass at all;
+   ``sequence_probs`` keeps the raw summed probabilities (their sum is the "mass on labels"),
+   ``label_probs`` renormalises them over the label set; ``canonical_label_probs`` is z over
+   the labels as written only (the pre-surface-form z);
 3. c (Eq. 2): T answers per text are sampled in ONE batch on the prompt cache expanded to T rows
    (temperature, top-p, a few tokens, stopping at an end token or the end of the first
    line) and parsed with ``parsing.parse_answer``;
@@ -36,11 +46,14 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import torch
 
-from .parsing import vote_shares
+from .parsing import label_surface_forms, vote_shares
 from .prompt import PromptTemplate, check_labels
 from .source import Cancelled, EvidenceError
 
 VOTE_MODES = ("sampled", "expected")
+#: Label rows (texts x sequences) per forward pass of the label pass: bounds the copied KV
+#: cache and the full-vocabulary logits held at once.
+LABEL_ROWS_PER_PASS = 128
 #: End-of-turn tokens of common chat families, treated as the end of an answer when present.
 _END_TOKENS = ("<|im_end|>", "<|endoftext|>", "<end_of_turn>", "<eos>", "<|eot_id|>", "</s>", "<|end|>")
 
@@ -52,6 +65,8 @@ class DecodingSettings:
     n_samples: T sampled answers per text (0 only with ``vote_mode="expected"``).
     vote_mode: "sampled" (shares of the T parsed answers, as in the paper) or "expected"
                (exact probability of each label's answer, no sampling noise; see module doc).
+    surface_forms: z sums each label's surface forms (see module doc); False: the label as
+               written only.
     """
 
     n_samples: int = 10
@@ -59,6 +74,7 @@ class DecodingSettings:
     top_p: float = 0.9
     max_new_tokens: int = 8
     vote_mode: str = "sampled"
+    surface_forms: bool = True
 
     def __post_init__(self) -> None:
         if self.vote_mode not in VOTE_MODES:
@@ -82,6 +98,7 @@ class DecodingSettings:
             "top_p": self.top_p,
             "max_new_tokens": self.max_new_tokens,
             "vote_mode": self.vote_mode,
+            "surface_forms": self.surface_forms,
         }
 
 
@@ -95,6 +112,7 @@ class TextEvidence:
     expected_vote_shares: np.ndarray  # exact share of the canonical answer per label (lower bound)
     answers: tuple[str, ...]
     vote_mode: str = "sampled"
+    canonical_label_probs: np.ndarray | None = None  # z over the labels as written only
 
     @property
     def mass_on_labels(self) -> float:
@@ -131,6 +149,26 @@ def sampling_distribution(
     kept_values = top_values.masked_fill(mass_before >= top_p, 0.0)
     kept = torch.zeros_like(flat).scatter_(-1, top_index, kept_values)
     return (kept / kept.sum(dim=-1, keepdim=True)).reshape(probs.shape)
+
+
+def _normalised(log_probs: np.ndarray) -> np.ndarray:
+    """Probabilities from log-probabilities, renormalised in log space (raw probabilities of
+    long labels can underflow)."""
+    z = np.exp(log_probs - log_probs.max())
+    return z / z.sum()
+
+
+def summed_label_log_probs(
+    log_rows: np.ndarray, row_label: Sequence[int], summed: Sequence[bool], n_labels: int
+) -> np.ndarray:
+    """log z_k before renormalisation (Eq. 1 over surface forms): per label, log of the sum of
+    P(row) over its summed rows; ``log_rows`` is (texts, rows). The caller guarantees that the
+    summed rows are disjoint events (no summed row is a prefix of another)."""
+    out = np.full((log_rows.shape[0], n_labels), -np.inf)
+    for r, k in enumerate(row_label):
+        if summed[r]:
+            out[:, k] = np.logaddexp(out[:, k], log_rows[:, r])
+    return out
 
 
 def default_threads() -> int:
@@ -183,8 +221,12 @@ class _PreparedLabels:
 
     labels: tuple[str, ...]
     sequences: list[list[int]]  # canonical label tokens, as they follow the prompt
-    rows: list[list[int]]  # scoring batch: canonical sequences, then spelling variants
+    rows: list[list[int]]  # distinct sequences: canonical ones first, then surface forms
     row_label: list[int]  # label index of each row
+    summed: list[bool]  # whether the row's probability is part of its label's z
+    voted: list[bool]  # whether the row counts for the expected vote share
+    fed: list[int]  # rows that go through the model (the others are read off them)
+    carrier: list[int]  # per row: the fed row its probabilities are read from (-1: none needed)
     prefix_ids: list[int] = field(default_factory=list)
     prefix_cache: Any = None
 
@@ -257,13 +299,7 @@ class EvidenceEngine:
         for label, tokens in zip(labels, sequences):
             if not tokens:
                 raise EvidenceError(f"label {label!r} tokenises to nothing: give it a visible name")
-        rows, row_label = [list(s) for s in sequences], list(range(len(labels)))
-        for k, label in enumerate(labels):
-            variant = label[:1].upper() + label[1:]
-            if variant != label and variant not in labels:
-                rows.append(self._continuation(probe, probe_ids, lead + variant))
-                row_label.append(k)
-        prepared = _PreparedLabels(labels, sequences, rows, row_label)
+        prepared = self._label_rows(labels, sequences, probe, probe_ids, lead)
         prefix = self.template.shared_prefix(labels, self.tokenizer, self.chat)
         prefix_ids = self._encode(prefix) if prefix else []
         if len(prefix_ids) > 1:
@@ -273,6 +309,52 @@ class EvidenceEngine:
             prepared.prefix_ids, prepared.prefix_cache = prefix_ids, cache
         self._prepared = prepared
         return prepared
+
+    def _label_rows(
+        self, labels: tuple[str, ...], sequences: list[list[int]], probe: str, probe_ids: list[int], lead: str
+    ) -> _PreparedLabels:
+        """The label pass's rows: the canonical sequences and the capitalised spellings (expected
+        votes), then, with ``surface_forms``, each label's other surface forms (z only)."""
+        capitalised = [[lead + label[:1].upper() + label[1:]] for label in labels]
+        forms = [[]] * len(labels)
+        if self.settings.surface_forms:
+            toggled = "" if lead else " "
+            forms = [
+                [lead + form for form in variants[1:]] + [toggled + form for form in variants if not form.startswith('"')]
+                for variants in label_surface_forms(labels)
+            ]
+        k_range = range(len(labels))
+        rows, row_label = [list(s) for s in sequences], list(k_range)
+        summed, voted = [True] * len(labels), [True] * len(labels)
+        seen = {tuple(s) for s in rows}
+        for counted, answers in ((True, capitalised), (False, forms)):
+            for k in k_range:
+                for answer in answers[k]:
+                    tokens = self._continuation(probe, probe_ids, answer)
+                    if not tokens or tuple(tokens) in seen:
+                        continue
+                    # Summed into z only if disjoint from every summed sequence (module doc, step 2).
+                    disjoint = self.settings.surface_forms and not any(
+                        was and (r[: len(tokens)] == tokens or tokens[: len(r)] == r) for r, was in zip(rows, summed)
+                    )
+                    if counted or disjoint:
+                        seen.add(tuple(tokens))
+                        rows.append(tokens)
+                        row_label.append(k)
+                        summed.append(disjoint)
+                        voted.append(counted)
+        # What each row needs from the model: the logits after each of its tokens but the last
+        # (its probability; the last token's comes from the distribution at that position), and
+        # after the last too for a voted row (the probability of stopping there). One fed row
+        # serves every row whose need it starts with: rows sharing all but their last token
+        # cost one row, single-token rows none beyond the prompt's own logits.
+        needs = [r if v else r[:-1] for r, v in zip(rows, voted)]
+        fed: list[int] = []
+        for i in sorted(range(len(rows)), key=lambda i: -len(needs[i])):
+            if needs[i] and not any(rows[f][: len(needs[i])] == needs[i] for f in fed):
+                fed.append(i)
+        carrier = [next((f for f in fed if rows[f][: len(need)] == need), -1) for need in needs]
+        return _PreparedLabels(labels, sequences, rows, row_label, summed, voted, sorted(fed), carrier)
 
     # ----- model passes ---------------------------------------------------------------------
 
@@ -357,34 +439,40 @@ class EvidenceEngine:
         return self._stop_ids, self._stop_mask
 
     def _label_pass(self, batch: _PromptBatch, prepared: _PreparedLabels) -> tuple[np.ndarray, np.ndarray]:
-        """Eq. 1 for every text of the batch in one pass (each text's label rows on its prompt's
-        cache): -> (log P(label tokens | prompt), expected vote share), both (texts, labels)."""
+        """Eq. 1 for every text of the batch (the fed label rows on each text's prompt cache, at most
+        ``LABEL_ROWS_PER_PASS`` rows a pass): -> (log P(row tokens | prompt) of every row
+        (texts, rows), expected vote share (texts, labels))."""
         rows, n_texts = prepared.rows, batch.size
-        width = max(len(r) for r in rows)
-        padded = [r + [r[-1]] * (width - len(r)) for r in rows]  # right padding never reaches real tokens
-        label_cache = copy.deepcopy(batch.cache)
-        label_cache.batch_repeat_interleave(len(rows))
-        logits = self._continue(batch, len(rows), label_cache, self._tensor(padded * n_texts), step=0)
         _, stop_mask = self._stops()
-        n_labels = len(prepared.labels)
-        log_sequence = np.zeros((n_texts, n_labels))
-        expected = np.zeros((n_texts, n_labels))
-        for t in range(n_texts):  # one text at a time: full-vocabulary tensors stay small
-            # text_logits[:, j] predicts token j of the row; [:, len] predicts what follows the label.
-            text_logits = torch.cat(
-                [batch.last_logits[t].expand(len(rows), 1, -1), logits[t * len(rows) : (t + 1) * len(rows)].float()],
-                dim=1,
-            )
-            log_probs = torch.log_softmax(text_logits, dim=-1)
-            sample_probs = sampling_distribution(text_logits, self.settings.temperature, self.settings.top_p)
-            for r, (tokens, k) in enumerate(zip(rows, prepared.row_label)):
-                positions = torch.arange(len(tokens))
-                token_ids = torch.tensor(tokens)
-                p_answer = sample_probs[r, positions, token_ids].prod() * sample_probs[r, len(tokens)][stop_mask].sum()
-                expected[t, k] += float(p_answer)
-                if r < n_labels:  # canonical spelling: Eq. 1
-                    log_sequence[t, k] = float(log_probs[r, positions, token_ids].sum())
-        return log_sequence, np.clip(expected, 0.0, 1.0)
+        log_rows = np.zeros((n_texts, len(rows)))
+        expected = np.zeros((n_texts, len(prepared.labels)))
+        first = torch.log_softmax(batch.last_logits.float(), dim=-1)
+        for r in (r for r, c in enumerate(prepared.carrier) if c < 0):  # single-token rows, z only
+            log_rows[:, r] = first[:, rows[r][0]].cpu().numpy()
+        per_pass = max(1, LABEL_ROWS_PER_PASS // n_texts)
+        for begin in range(0, len(prepared.fed), per_pass):
+            chunk = prepared.fed[begin : begin + per_pass]
+            width = max(len(rows[f]) for f in chunk)
+            padded = [rows[f] + [rows[f][-1]] * (width - len(rows[f])) for f in chunk]  # never reaches real tokens
+            label_cache = copy.deepcopy(batch.cache)
+            label_cache.batch_repeat_interleave(len(chunk))
+            logits = self._continue(batch, len(chunk), label_cache, self._tensor(padded * n_texts), step=0)
+            carried = [(r, chunk.index(c)) for r, c in enumerate(prepared.carrier) if c in chunk]
+            for t in range(n_texts):  # one text at a time: full-vocabulary tensors stay small
+                # text_logits[:, j] predicts token j of the row; [:, len] predicts what follows it.
+                text_logits = torch.cat(
+                    [batch.last_logits[t].expand(len(chunk), 1, -1),
+                     logits[t * len(chunk) : (t + 1) * len(chunk)].float()], dim=1,
+                )
+                log_probs = torch.log_softmax(text_logits, dim=-1)
+                sample_probs = sampling_distribution(text_logits, self.settings.temperature, self.settings.top_p)
+                for r, j in carried:
+                    positions, token_ids = torch.arange(len(rows[r])), torch.tensor(rows[r])
+                    log_rows[t, r] = float(log_probs[j, positions, token_ids].sum())
+                    if prepared.voted[r]:
+                        p_answer = sample_probs[j, positions, token_ids].prod() * sample_probs[j, len(rows[r])][stop_mask].sum()
+                        expected[t, prepared.row_label[r]] += float(p_answer)
+        return log_rows, np.clip(expected, 0.0, 1.0)
 
     def _sample(self, batch: _PromptBatch, seeds: Sequence[int]) -> list[tuple[str, ...]]:
         """T answers per text, all in one batch on the prompts' cache (consumes it). Each text
@@ -436,19 +524,31 @@ class EvidenceEngine:
         prepared = self._prepare(labels)
         return self._score_batch([text], [self.prompt_ids(text, prepared.labels)], prepared, random_state)[0]
 
-    def _batches(self, prompts: list[list[int]]) -> list[list[int]]:
-        """Index groups of at most ``batch_size`` consecutive texts. On a model with sliding-window
-        layers a group is split into single texts when padding could push a row past the window
-        (the mask counts columns, pads included)."""
+    def _batches(self, prompts: list[list[int]], prepared: _PreparedLabels) -> list[list[int]]:
+        """Index groups of at most ``batch_size`` consecutive texts, in order. A text whose prompt
+        leaves the shared prefix early (a demonstration text, whose prompt swaps that
+        demonstration out: see ``PromptTemplate.demonstrations_for``) goes alone, so the batches
+        beside it still reuse the whole prefix cache (a batch reuses what all its prompts share).
+        On a model with sliding-window layers a group is split into single texts when padding
+        could push a row past the window (the mask counts columns, pads included)."""
         window = _sliding_window(self.model.config)
         margin = self.settings.max_new_tokens + 8
-        groups: list[list[int]] = []
-        for start in range(0, len(prompts), self.batch_size):
-            group = list(range(start, min(start + self.batch_size, len(prompts))))
-            if window is not None and max(len(prompts[i]) for i in group) + margin >= window:
-                groups.extend([i] for i in group)
+        # The last prefix token may merge with the text's first one; anything shorter is another prefix.
+        shared = len(prepared.prefix_ids) - 1
+        runs: list[list[int]] = [[]]
+        for i, ids in enumerate(prompts):
+            if common_prefix_length(prepared.prefix_ids, ids) < shared:
+                runs.extend([[i], []])
             else:
-                groups.append(group)
+                runs[-1].append(i)
+        groups: list[list[int]] = []
+        for run in filter(None, runs):
+            for start in range(0, len(run), self.batch_size):
+                group = run[start : start + self.batch_size]
+                if window is not None and max(len(prompts[i]) for i in group) + margin >= window:
+                    groups.extend([i] for i in group)
+                else:
+                    groups.append(group)
         return groups
 
     def _score_batch(
@@ -457,23 +557,23 @@ class EvidenceEngine:
         """Evidence for one batch of texts, given their prompts' token ids."""
         with torch.inference_mode():
             batch = self._prompt_pass(prompts, prepared)
-            log_sequence, expected = self._label_pass(batch, prepared)
+            log_rows, expected = self._label_pass(batch, prepared)
             answers: list[tuple[str, ...]] = [()] * len(texts)
             if self.settings.n_samples > 0:
                 answers = self._sample(batch, [text_seed(random_state, text) for text in texts])
+        n_labels = len(prepared.labels)
+        log_summed = summed_label_log_probs(log_rows, prepared.row_label, prepared.summed, n_labels)
         results = []
         for t in range(len(texts)):
-            # Renormalise in log space: raw probabilities of long labels can underflow.
-            z = np.exp(log_sequence[t] - log_sequence[t].max())
-            z /= z.sum()
-            sampled = vote_shares(answers[t], prepared.labels)[0] if answers[t] else np.zeros(len(prepared.labels))
+            sampled = vote_shares(answers[t], prepared.labels)[0] if answers[t] else np.zeros(n_labels)
             results.append(TextEvidence(
-                label_probs=z,
-                sequence_probs=np.exp(log_sequence[t]),
+                label_probs=_normalised(log_summed[t]),
+                sequence_probs=np.exp(log_summed[t]),
                 sampled_vote_shares=np.asarray(sampled, dtype=float),
                 expected_vote_shares=expected[t],
                 answers=answers[t],
                 vote_mode=self.settings.vote_mode,
+                canonical_label_probs=_normalised(log_rows[t, :n_labels]),
             ))
         return results
 
@@ -491,7 +591,7 @@ class EvidenceEngine:
         prepared = self._prepare(labels)
         prompts = [self.prompt_ids(text, prepared.labels) for text in texts]
         results: list[TextEvidence] = []
-        for group in self._batches(prompts):
+        for group in self._batches(prompts, prepared):
             if cancel is not None and cancel.is_set():
                 stop = Cancelled(f"cancelled after {len(results)} of {len(texts)} texts")
                 stop.partial = results  # the texts done before the cancel, for callers that cache them

@@ -1,18 +1,18 @@
 """Evidence from an OpenAI-compatible inference server (vLLM, llama.cpp's server, Ollama).
 
 This is the scale-out path: many texts and big models go to a server (vLLM across
-GPUs, or ``python -m llama_cpp.server`` on a workstation) while the dashboard stays
-the same. Per text and label set (DESIGN §1, Eq. 1-2):
+GPUs, or llama.cpp's server -- ``python -m mollia_core serve`` -- on a workstation) while the
+dashboard stays the same. Per text and label set (DESIGN §1, Eq. 1-2):
 
 * z, exactly: for each label, ``POST /v1/completions`` with ``prompt + lead + label``,
   ``echo=true`` and ``logprobs``: the server returns the log-probability of every
   prompt token, and the label's tokens are summed. The K requests share the prompt, so
   a server's prefix cache (llama.cpp's KV-cache reuse, vLLM's prefix caching) evaluates
   it once. Labels sharing a first token are still told apart. z is renormalised over
-  the labels (Eq. 1). (llama-cpp-python's server sorts the whole vocabulary in Python
-  for every echoed token, so there echo costs seconds per request.)
-* z, fallback (servers that cannot echo the prompt's log-probabilities, or echo them
-  wrongly: checked once, see ``_resolve_z_method``): "stepwise" scoring walks each
+  the labels (Eq. 1).
+* z, fallback (servers that cannot echo the prompt's log-probabilities -- llama.cpp's
+  server ignores ``echo`` -- or echo them wrongly: checked once, see ``_resolve_z_method``):
+  "stepwise" scoring walks each
   label's text through the server's top next-token log-probabilities — the longest top
   token the label's remaining text starts with, then the top tokens after prompt + that
   token, and so on — summing log-probabilities. Exact whenever each label token is among
@@ -22,7 +22,7 @@ the same. Per text and label set (DESIGN §1, Eq. 1-2):
   ("exact" or "stepwise").
 * c: T answers sampled at temperature/top-p, stopping at the end of the line — with
   ``n=T`` in one request where the server honours ``n`` (vLLM), else T concurrent
-  requests (llama.cpp's server ignores ``n``) — parsed by :func:`parsing.vote_shares`
+  requests (llama.cpp's server refuses ``n`` > 1) — parsed by :func:`parsing.vote_shares`
   (Eq. 2); the raw answers are kept.
 
 Servers only see completion prompts: the template is rendered without a chat template
@@ -66,15 +66,14 @@ DEFAULT_TOP_LOGPROBS = 20
 _MAX_RETRY_AFTER_S = 60.0
 _START_HINT = (
     "Is the server running? Start one with e.g.\n"
-    "    python -m llama_cpp.server --model <file.gguf> --host 127.0.0.1 --port 8000 "
-    "--n_threads 2 --n_threads_batch 2\n"
+    "    python -m mollia_core serve --model <file.gguf> --port 8000   (llama.cpp's server)\n"
     "    vllm serve <model> --port 8000\n"
     "    ollama serve\n"
     "and give its base URL, e.g. http://127.0.0.1:8000/v1 (Ollama: http://127.0.0.1:11434/v1)."
 )
 _LOGPROBS_HINT = (
-    "Enable them: llama.cpp's Python server (python -m llama_cpp.server) returns them with "
-    "--logits_all true (its default); vLLM returns them by default (--max-logprobs caps how many "
+    "Enable them: llama.cpp's server (python -m mollia_core serve --model <file.gguf>) returns them "
+    "for every request; vLLM returns them by default (--max-logprobs caps how many "
     f"per token, {DEFAULT_TOP_LOGPROBS} by default); Ollama's OpenAI API returns "
     "them only in recent versions (update it, or serve the model with vLLM or llama.cpp)."
 )
@@ -174,8 +173,9 @@ class OpenAICompatibleSource(EvidenceSource):
             else the stepwise fallback), "exact" or "stepwise".
         top_logprobs: top next tokens per step of the stepwise fallback (servers cap it: vLLM
             at 20 unless started with a larger ``--max-logprobs``).
-        extra_body: extra fields merged into every completion request (e.g. llama.cpp's
-            ``{"top_k": 0, "min_p": 0}`` to sample with temperature/top-p alone).
+        extra_body: extra fields merged into every completion request (e.g. ``{"top_k": 0,
+            "min_p": 0}`` for a llama.cpp server started elsewhere, to sample with temperature/top-p
+            alone; ``python -m mollia_core serve`` makes that its default).
         transport: an ``httpx`` transport, for tests of the retry logic.
     """
 
@@ -418,11 +418,12 @@ class OpenAICompatibleSource(EvidenceSource):
     def _resolve_z_method(self, prompt: str, labels: Sequence[str]) -> str:
         """Probe once which z method the server supports (``z_method="auto"``).
 
-        Exact scoring needs the echoed prompt's log-probabilities *and* needs them right:
-        llama-cpp-python's server (0.3.x) pairs each echoed token with the distribution one
-        position late when the model adds no BOS token (SmolLM2, Qwen2.5), which would give
-        meaningless z. So the echo is checked against the next-token log-probabilities of the
-        same prompt (which every server computes the same way) before it is trusted.
+        Exact scoring needs the echoed prompt's log-probabilities *and* needs them right: some
+        servers ignore ``echo`` (llama.cpp's), others have paired each echoed token with the
+        distribution one position late for models that add no BOS token (SmolLM2, Qwen2.5),
+        which would give meaningless z. So the echo is checked against the next-token
+        log-probabilities of the same prompt (which every server computes the same way) before
+        it is trusted.
         """
         if self._resolved_z_method is None:
             try:
@@ -461,11 +462,13 @@ class OpenAICompatibleSource(EvidenceSource):
         for token in candidates:
             body = self._complete({"prompt": prompt + token, "max_tokens": 1, "temperature": 0.0,
                                    "echo": True, "logprobs": 1})
+            if not str(body["choices"][0].get("text") or "").startswith(prompt):
+                return "it ignores echo=true (the prompt's tokens are not returned)"
             logprobs = _first_choice_logprobs(body)
             tokens, offsets, values = (logprobs.get(k) for k in ("tokens", "text_offset", "token_logprobs"))
             if not tokens or not offsets or not values:
                 return "the echoed completion has no token log-probabilities"
-            if offsets[0] != 0 or len(body["choices"][0].get("text") or "") < len(prompt):
+            if offsets[0] != 0:
                 return "it ignores echo=true (the prompt's tokens are not returned)"
             for echoed_token, offset, value in zip(tokens, offsets, values):
                 if offset == len(prompt) and echoed_token == token:
@@ -474,8 +477,7 @@ class OpenAICompatibleSource(EvidenceSource):
                     if abs(float(value) - top[token]) > 0.05 + 0.01 * abs(top[token]):
                         return (f"the server's echoed log-probability of {token!r} ({float(value):.3f}) "
                                 f"disagrees with its next-token log-probability ({top[token]:.3f}), so its "
-                                "echoed prompt log-probabilities are misaligned (llama-cpp-python's server "
-                                "does this for models that add no BOS token)")
+                                "echoed prompt log-probabilities are misaligned")
                     return None
         return None
 
@@ -489,10 +491,16 @@ class OpenAICompatibleSource(EvidenceSource):
         return [str(choice.get("text") or "") for choice in choices[:n]]
 
     def _resolve_n_support(self, prompt: str) -> bool:
-        """Probe once whether the server honours ``n`` (vLLM does; llama.cpp's server ignores it)."""
+        """Probe once whether the server honours ``n`` (vLLM does; llama.cpp's server refuses it
+        with HTTP 400, others ignore it)."""
         if self._honours_n is None:
             payload = {"prompt": prompt, "max_tokens": 1, "temperature": 1.0, "n": 2}
-            self._honours_n = len(self._complete(payload).get("choices") or []) == 2
+            try:
+                self._honours_n = len(self._complete(payload).get("choices") or []) == 2
+            except _ServerError as error:
+                if error.status not in (400, 422):
+                    raise
+                self._honours_n = False
         return self._honours_n
 
     # ----------------------------------------------------------------- evidence
@@ -651,11 +659,22 @@ def _continuation_logprob(body: dict, start: int, end: int) -> float:
 
 
 def _first_top_logprobs(body: dict) -> dict[str, float]:
+    """The first generated token's top alternatives, ``{token text: log-probability}``.
+
+    Reads the completions API's ``top_logprobs: [{token: logprob}]`` (OpenAI, vLLM) and the
+    chat-completions shape ``content: [{"top_logprobs": [{"token", "logprob"}]}]`` that
+    llama.cpp's server returns on ``/v1/completions`` too.
+    """
     logprobs = _first_choice_logprobs(body)
     top = logprobs.get("top_logprobs")
-    if not top or not isinstance(top[0], dict) or not top[0]:
-        raise _NoLogprobs("the completion has no top_logprobs")
-    return {str(token): float(value) for token, value in top[0].items()}
+    if top and isinstance(top[0], dict) and top[0]:
+        return {str(token): float(value) for token, value in top[0].items()}
+    content = logprobs.get("content")
+    alternatives = content[0].get("top_logprobs") if content and isinstance(content[0], dict) else None
+    if alternatives and all(isinstance(entry, dict) and "token" in entry and "logprob" in entry
+                            for entry in alternatives):
+        return {str(entry["token"]): float(entry["logprob"]) for entry in alternatives}
+    raise _NoLogprobs("the completion has no top_logprobs")
 
 
 def _walk_continuations(continuations: Sequence[str], top_after) -> np.ndarray:
