@@ -60,7 +60,11 @@ def load_model(name: str, threads: int):
     torch.set_num_threads(threads)
     folder = prepare_embedded_model(name)
     tokenizer = AutoTokenizer.from_pretrained(folder)
-    model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.bfloat16).eval()
+    from mollia_core.evidence.hf import cpu_compute_quantization
+
+    # What the product computes in on this CPU (bf16 where native, else fp32).
+    dtype = {"bf16": torch.bfloat16, "fp32": torch.float32}[cpu_compute_quantization()]
+    model = AutoModelForCausalLM.from_pretrained(folder, dtype=dtype).eval()
     return model, tokenizer
 
 

@@ -20,6 +20,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from mollia_core.evidence.hf import cpu_compute_quantization  # noqa: E402
 from mollia_core.evidence.embedded import prepare_embedded_model  # noqa: E402
 from mollia_core.evidence.prompt import PromptTemplate, choose_demonstrations  # noqa: E402
 from mollia_core.evidence.scoring import DecodingSettings, EvidenceEngine, default_threads  # noqa: E402
@@ -60,7 +61,8 @@ def main(argv: list[str] | None = None) -> int:
     for name in args.models.split(","):
         folder = prepare_embedded_model(name)
         tokenizer = AutoTokenizer.from_pretrained(folder)
-        model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.bfloat16)
+        dtype = {"bf16": torch.bfloat16, "fp32": torch.float32}[cpu_compute_quantization()]
+        model = AutoModelForCausalLM.from_pretrained(folder, dtype=dtype)
         for variant, template in variants(args.dataset, labels, pool).items():
             engine = EvidenceEngine(model, tokenizer, template, settings, n_threads=default_threads())
             start = time.perf_counter()

@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
 from .. import paths
+from .hf import cpu_compute_quantization
 from .prompt import PromptTemplate
 from .record import EvidenceRecord
 from .scoring import DecodingSettings
@@ -461,6 +462,8 @@ class EmbeddedSource(EvidenceSource):
         self.n_threads = n_threads
         self.batch_size = batch_size
         self.settings = DecodingSettings(**kwargs)  # validates the decoding settings now, not at first use
+        # The copy on disk is bf16; it computes in fp32 on a CPU without native bf16 (see hf.py).
+        self.compute_quantization = cpu_compute_quantization()
         self._inner: EvidenceSource | None = None
         self._lock: contextlib.ExitStack | None = None
 
@@ -471,7 +474,7 @@ class EmbeddedSource(EvidenceSource):
                 "source": "embedded",
                 "model": self.model.name,
                 "sha256": self.model.sha256,
-                "dtype": "bfloat16",
+                "dtype": self.compute_quantization,
                 "template": self.template.as_key(),
                 "decoding": self.settings.as_key(),
                 "random_state": self.random_state,
@@ -490,7 +493,7 @@ class EmbeddedSource(EvidenceSource):
             self._inner = HuggingFaceSource(
                 str(folder),
                 template=self.template,
-                quantization="bf16",
+                quantization=self.compute_quantization,
                 device="cpu",
                 random_state=self.random_state,
                 name=self.name,

@@ -1,7 +1,10 @@
 """Hugging Face models as LLM annotators: a hub id or a local folder, through transformers.
 
 Loading: ``quantization="auto"`` loads 4-bit through bitsandbytes where CUDA is present
-(the paper's way of fitting 7-9B models on one 24 GB GPU) and bf16 otherwise; "4bit",
+(the paper's way of fitting 7-9B models on one 24 GB GPU); on a CPU it computes in bf16
+where the CPU has native bf16 arithmetic (AVX512-BF16 / AMX, Arm BF16) and in fp32 elsewhere
+(``cpu_compute_quantization``: on an AVX2-only CPU bf16 is emulated and about 3.5x slower
+than fp32, measured with SmolLM2 in ``benchmarks/README.md``); "4bit",
 "bf16" and "fp32" force one; "none" keeps the checkpoint's stored dtype. A GGUF file
 (``gguf_file``) loads through transformers' GGUF support. The model loads lazily on the
 first ``evidence`` call, and ``close()`` frees it: one model in memory at a time.
@@ -49,6 +52,24 @@ def _folder_fingerprint(folder: Path, gguf_file: str | None) -> str:
         if path.suffix in _WEIGHT_SUFFIXES and (gguf_file is None or path.suffix != ".gguf" or path.name == gguf_file):
             digest.update(f"{path.name}:{path.stat().st_size}".encode())
     return digest.hexdigest()
+
+
+NATIVE_BF16_CPU_FLAGS = ("avx512_bf16", "amx_bf16", "bf16")  # x86 AVX512-BF16 / AMX; Arm "bf16"
+
+
+def cpu_compute_quantization(cpuinfo: str | None = None) -> str:
+    """"bf16" where the CPU computes bf16 natively, else "fp32" (bf16 is emulated there)."""
+    if cpuinfo is None:
+        try:
+            cpuinfo = Path("/proc/cpuinfo").read_text()
+        except OSError:
+            return "fp32"
+    flags = set()
+    for line in cpuinfo.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip().lower() in ("flags", "features"):
+            flags.update(value.split())
+    return "bf16" if flags.intersection(NATIVE_BF16_CPU_FLAGS) else "fp32"
 
 
 class HuggingFaceSource(EvidenceSource):
@@ -147,12 +168,15 @@ class HuggingFaceSource(EvidenceSource):
         return self._location
 
     def resolved_quantization(self) -> str:
-        """What "auto" means here: 4-bit where CUDA is present (not for GGUF files), else bf16."""
+        """What "auto" means here: 4-bit where CUDA is present (not for GGUF files), else the
+        CPU's fastest exact-enough float (``cpu_compute_quantization``)."""
         if self.quantization != "auto":
             return self.quantization
         import torch
 
-        return "4bit" if torch.cuda.is_available() and self.gguf_file is None else "bf16"
+        if torch.cuda.is_available() and self.gguf_file is None:
+            return "4bit"
+        return cpu_compute_quantization()
 
     @property
     def cache_key(self) -> str:
