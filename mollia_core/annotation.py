@@ -667,6 +667,12 @@ ONE_LABEL_SHARE = 0.95  # an LLM whose answers name one label this often "gives 
 NO_LABEL_SHARE = 0.5
 
 
+def reads_text_member(annotator: object) -> bool:
+    """Whether ``annotator`` reads the text member of the panel (MoLAM's default recipe does)."""
+    wants = getattr(annotator, "wants_text_member", None)
+    return bool(wants()) if callable(wants) else False
+
+
 def wilson_interval(hits: int, n: int, confidence: float = 0.95) -> tuple[float, float]:
     """Wilson score interval of a proportion (hits of n)."""
     if n == 0:

@@ -223,12 +223,12 @@ def molam_accuracy_estimate(cv_accuracy: Mapping[str, Sequence[float]], n_seeds:
     round(mean * n_seeds) right answers out of the ``n_seeds`` held-out seed labels (every seed is
     held out exactly once). None when MoLAM was not cross-validated.
     """
-    from .loop import accuracy_interval
+    from .annotation import wilson_interval
 
     if "MoLAM" not in cv_accuracy or n_seeds < 1:
         return None
     mean, std = (float(v) for v in cv_accuracy["MoLAM"][:2])
-    low, high = accuracy_interval(round(mean * n_seeds), n_seeds)
+    low, high = wilson_interval(round(mean * n_seeds), n_seeds)
     return {
         "mean": mean,
         "std_over_folds": std,

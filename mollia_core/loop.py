@@ -40,7 +40,7 @@ from typing import Any, Callable, Mapping, Protocol, Sequence
 import numpy as np
 from sklearn.metrics import accuracy_score, f1_score
 
-from .annotation import Annotation
+from .annotation import Annotation, reads_text_member, wilson_interval
 from .evidence.record import PanelEvidence
 from .losses import discrepancy_weights, lambda_schedule
 from .store import AnnotationRow, IterationRecord, ProjectStore, StoreError
@@ -155,16 +155,6 @@ def classification_metrics(gold: np.ndarray, predicted: np.ndarray, n_labels: in
         "accuracy": float(accuracy_score(gold, predicted)),
         "macro_f1": float(f1_score(gold, predicted, labels=list(range(n_labels)), average="macro", zero_division=0)),
     }
-
-
-def accuracy_interval(n_correct: int, n: int, confidence: float = 0.95) -> tuple[float, float]:
-    """Wilson score interval of an accuracy measured as ``n_correct`` right out of ``n`` labels."""
-    from scipy.stats import binomtest
-
-    if n < 1:
-        raise ValueError("an accuracy interval needs at least one labeled text")
-    interval = binomtest(int(n_correct), int(n)).proportion_ci(confidence_level=confidence, method="wilson")
-    return float(interval.low), float(interval.high)
 
 
 @dataclass(frozen=True)
@@ -353,8 +343,7 @@ class ActiveLearningLoop:
                 if not (y >= 0).any():
                     raise LoopError("no seed labels: label some texts (about 50) before running the loop")
                 self.store.put_array(_ANNOTATOR_FIT_Y, y)
-            wants_text = getattr(self.annotator, "wants_text_member", None)
-            if callable(wants_text) and wants_text():
+            if reads_text_member(self.annotator):
                 # The text classifier joins the panel, cross-fitted on the labels the annotator is fitted on.
                 from .text_member import add_text_member
 
@@ -526,7 +515,7 @@ class ActiveLearningLoop:
             rows = seed_rows[held_out]
             predicted = np.asarray(learner.predict_proba([self.texts[i] for i in train["index"][rows]])).argmax(axis=1)
             correct += int((predicted == train["y"][rows]).sum())
-        low, high = accuracy_interval(correct, len(seed_rows))
+        low, high = wilson_interval(correct, len(seed_rows))
         return {"seed_cv_accuracy": correct / len(seed_rows), "seed_cv_low": low, "seed_cv_high": high,
                 "seed_cv_n": int(len(seed_rows)), "seed_cv_folds": folds}
 
@@ -614,7 +603,6 @@ __all__ = [
     "LoopConfig",
     "LoopError",
     "StepResult",
-    "accuracy_interval",
     "classification_metrics",
     "seed_sample",
 ]

@@ -618,7 +618,7 @@ class Project:
 
         molam = _make_molam(settings)
         try:
-            text_member = self._text_member(settings.random_state) if _reads_text_member(molam) else None
+            text_member = self._text_member(settings.random_state) if ann.reads_text_member(molam) else None
             panel = text_member.add_to(evidence, y) if text_member is not None else evidence
             molam.fit(panel, y)
             result = molam.annotate(panel)
@@ -956,12 +956,6 @@ def _make_molam(settings: AnnotatorSettings):
     from .annotation import make_annotator
 
     return make_annotator(settings.method, sigma=settings.sigma, delta=settings.delta, random_state=settings.random_state)
-
-
-def _reads_text_member(annotator) -> bool:
-    """Whether ``annotator`` reads the text member of the evidence (MoLAM's default)."""
-    wants = getattr(annotator, "wants_text_member", None)
-    return bool(wants()) if callable(wants) else False
 
 
 def _labeled_rows(project: "Project") -> pd.DataFrame:
