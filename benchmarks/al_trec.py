@@ -36,7 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
-from mollia_core.config import build_loop, parse_config, prepare_store  # noqa: E402
+from mollia_core.config import build_loop, parse_config, prepare_project  # noqa: E402
 from mollia_core.plots import plot_learning_curves  # noqa: E402
 
 ANNOTATORS = ("molam", "gold", "best_llm", "vote")
@@ -56,20 +56,20 @@ def run_config(strategy: str, annotator: str, seed: int, iterations: int, batch:
         },
         "seeds": {"n": n_seeds, "random_state": seed},
         "annotator": annotator,
-        "loop": {"strategy": strategy, "batch_size": batch, "n_iterations": iterations, "random_state": seed,
+        "loop": {"strategy": strategy, "batch_size": batch, "planned_iterations": iterations, "random_state": seed,
                  "learner_mode": "fast"},
     }
 
 
 def run_one(values: dict, workdir: Path) -> dict:
     config = parse_config(values)
-    store = prepare_store(config, workdir / f"{values['loop']['strategy']}-{values['annotator']}-{values['seeds']['random_state']}.sqlite")
+    project = prepare_project(config, workdir / f"{values['loop']['strategy']}-{values['annotator']}-{values['seeds']['random_state']}.sqlite")
     try:
-        loop = build_loop(config, store)
+        loop = build_loop(project, config.loop)
         loop.run()
         return loop.results()
     finally:
-        store.close()
+        project.store.close()
 
 
 def accuracy_curve(results: dict) -> list[float]:
@@ -156,8 +156,8 @@ def timing(args: argparse.Namespace) -> None:
         for strategy in args.strategies:
             values = run_config(strategy, "molam", 0, 2, args.batch, args.n_seeds)
             config = parse_config(values)
-            store = prepare_store(config, Path(tmp) / f"timing-{strategy}.sqlite")
-            loop = build_loop(config, store)
+            project = prepare_project(config, Path(tmp) / f"timing-{strategy}.sqlite")
+            store, loop = project.store, build_loop(project, config.loop)
             started = time.perf_counter()
             loop.run(1)  # MoLAM fit, first embeddings (cached afterwards), iteration 0 and 1
             warmup = time.perf_counter() - started

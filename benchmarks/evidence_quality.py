@@ -56,23 +56,17 @@ from mollia_core.evidence.embedded import EMBEDDED_MODELS, EmbeddedSource  # noq
 from mollia_core.evidence.prompt import PromptTemplate  # noqa: E402
 from mollia_core.evidence.replay import text_sha256  # noqa: E402
 from mollia_core.evidence.source import resolve_text_ids  # noqa: E402
-from mollia_core.examples import load_example  # noqa: E402
+
+from benchmarks.panel_evidence import cached_records, collect_rounds, common_prefix_length, log, ordered_example  # noqa: E402
 
 DATASET = "bbc-news"
 TEXT_COLUMN = "title"
 
 
-def log(message: str) -> None:
-    print(time.strftime("%H:%M:%S"), message, file=sys.stderr, flush=True)
-
-
 def load_texts(n: int | None, random_state: int = 0) -> tuple[list[str], list[str], list[str], tuple[str, ...]]:
     """(texts, ids, gold label names, label set) in a fixed random order of the whole dataset."""
-    frame = load_example(DATASET)
-    labels = tuple(sorted(frame["label"].unique()))
-    order = np.random.default_rng(random_state).permutation(len(frame))
-    frame = frame.iloc[order[:n] if n else order]
-    return frame[TEXT_COLUMN].tolist(), frame["id"].tolist(), frame["label"].tolist(), labels
+    data = ordered_example(DATASET, TEXT_COLUMN, n, random_state)
+    return data.texts, data.ids, data.gold, data.labels
 
 
 def make_source(name: str, args: argparse.Namespace) -> EmbeddedSource:
@@ -126,25 +120,8 @@ def collect_reference(args: argparse.Namespace) -> None:
 
 
 def collect(args: argparse.Namespace) -> None:
-    texts, ids, _, labels = load_texts(args.n)
-    cache = EvidenceCache()
-    sources = {name: CachedSource(make_source(name, args), cache, chunk_size=8) for name in args.models}
-    try:
-        for begin in range(0, len(texts), args.round):
-            chunk = slice(begin, begin + args.round)
-            for name, source in sources.items():
-                start = time.perf_counter()
-                todo = len(texts[chunk]) - source.cached_count(texts[chunk], labels)
-                source.evidence(texts[chunk], labels, text_ids=ids[chunk])
-                if len(sources) > 1:
-                    source.close()  # one model in memory at a time (reloading costs seconds)
-                if todo:
-                    seconds = time.perf_counter() - start
-                    log(f"{name}: texts {begin}-{begin + len(texts[chunk])} done, {todo} computed "
-                        f"in {seconds:.0f} s ({seconds / todo:.2f} s/text)")
-    finally:
-        for source in sources.values():
-            source.close()
+    data = ordered_example(DATASET, TEXT_COLUMN, args.n)
+    collect_rounds([data], args.models, lambda name: make_source(name, args), EvidenceCache(), args.round, say=log)
 
 
 def with_expected_votes(record: EvidenceRecord) -> EvidenceRecord:
@@ -159,21 +136,16 @@ def cached_panel(args: argparse.Namespace, votes: str = "collected") -> tuple[Pa
     """Evidence of every model on the longest prefix of texts that all of them have cached;
     ``votes="expected"`` takes c from the records' expected vote shares; ``args.z == "reference"``
     takes z from the paper's top-100 scoring (and keeps only texts that have it too)."""
-    texts, ids, gold, labels = load_texts(args.n)
-    cache = EvidenceCache()
-    shas = [text_sha256(t) for t in texts]
-    found = {name: cache.get_many(make_source(name, args).cache_key, shas, labels) for name in args.models}
-    reference = {}
+    data = ordered_example(DATASET, TEXT_COLUMN, args.n)
+    keys = [make_source(name, args).cache_key for name in args.models]
     if args.z == "reference":
-        reference = {name: cache.get_many(ReferenceScores(name, args.threads).cache_key, shas, labels)
-                     for name in args.models}
-    n = 0
-    while n < len(shas) and all(shas[n] in found[name] for name in args.models) and all(
-        shas[n] in reference[name] for name in reference
-    ):
-        n += 1
+        keys += [ReferenceScores(name, args.threads).cache_key for name in args.models]
+    per_key = cached_records(EvidenceCache(), keys, data.texts, data.labels)
+    n = common_prefix_length(per_key, data.texts)
     if n < 60:
         raise SystemExit(f"only {n} texts have evidence from every model: run `collect` first")
+    shas = [text_sha256(t) for t in data.texts[:n]]
+    found, reference = dict(zip(args.models, per_key)), dict(zip(args.models, per_key[len(args.models):]))
     records = [[found[name][shas[i]] for name in args.models] for i in range(n)]
     if votes == "expected":
         records = [[with_expected_votes(r) for r in row] for row in records]
@@ -182,9 +154,7 @@ def cached_panel(args: argparse.Namespace, votes: str = "collected") -> tuple[Pa
             [dataclasses.replace(r, label_probs=reference[name][shas[i]].label_probs) for name, r in zip(args.models, row)]
             for i, row in enumerate(records)
         ]
-    panel = PanelEvidence.from_records(records)
-    index = {label: k for k, label in enumerate(labels)}
-    return panel, np.array([index[g] for g in gold[:n]]), n
+    return PanelEvidence.from_records(records), data.gold_index(n), n
 
 
 def evaluate(args: argparse.Namespace, votes: str = "collected") -> dict:

@@ -2,6 +2,12 @@
 
     python benchmarks/label_quality.py                       # every dataset in DATASETS
     python benchmarks/label_quality.py --evidence ../shared/data/paper-evidence/trec --json
+    python benchmarks/label_quality.py --datasets "trec (paper evidence)" "imdb (paper evidence)"
+
+    # the embedded panel's evidence on the example datasets (background, resumable), then evaluate
+    MOLLIA_TORCH_THREADS=1 nice -n 10 python benchmarks/label_quality.py collect --cache /tmp/lq/evidence.sqlite \
+        --first-round 6 --round 25
+    python benchmarks/label_quality.py --cache /tmp/lq/evidence.sqlite --json
 
 Protocol, per dataset: for each of ``--seed-sets`` (5) seed sets, ``--n-seeds`` (50) texts drawn at
 random (``numpy.random.default_rng(s)``) get their gold label; every method is fitted on them alone
@@ -16,8 +22,18 @@ h(x), LLM evidence only), MoLAM on the LLM evidence only (MoLLIA's recipe), and 
 runs it (``molam``: MoLLIA's recipe with the text member). Also the app's estimate of MoLAM's
 accuracy (cross-validation on the seeds, as the MoLAM page shows it) against its true accuracy.
 
-A dataset is a loader returning a :class:`Dataset` (texts or None, gold labels, LLM evidence):
-add one to ``DATASETS``. ``--evidence DIR`` reads any folder in the paper-evidence layout
+Embedded-panel datasets (``EXAMPLE_DATASETS``: BBC headlines, Rotten Tomatoes, drug reviews, IMDB,
+from ``mollia_core.examples``): ``collect`` computes the evidence of the dashboard's default panel
+(``mollia_core.label.default_models()``, default prompt and decoding, surface forms on) through the
+evidence cache ``--cache``, in interleaved rounds over a fixed random order per dataset
+(``panel_evidence.collect_rounds``), so whatever a stopped run leaves covers every dataset and any
+prefix is a random sample; a rerun resumes. The evaluation reads, per dataset, the longest prefix
+that every model has (at least 2 x ``--n-seeds`` texts, else the dataset is skipped). IMDB reviews
+go to the LLMs whole, as the product sends them (it truncates no text for the LLMs; only the text
+member's MiniLM encoder stops at its maximum length).
+
+A dataset is a loader taking the cache path and returning a :class:`Dataset` (texts or None, gold
+labels, LLM evidence), or None when it has no evidence yet: add one to ``DATASETS``. ``--evidence DIR`` reads any folder in the paper-evidence layout
 (``meta_x.npy``, ``meta_y.npy``; texts from its ``<model>.jsonl`` files when they are there).
 ``--json`` prints one JSON object ``{method: {"mean": ..., "std": ...}}`` (tables go to stderr).
 """
@@ -49,7 +65,11 @@ from mollia_core.annotation import (  # noqa: E402
     estimate_accuracy,
 )
 from mollia_core.evidence import PanelEvidence, load_paper_evidence  # noqa: E402
+from mollia_core.evidence.cache import EvidenceCache  # noqa: E402
+from mollia_core.label import default_models  # noqa: E402
 from mollia_core.text_member import TEXT_MEMBER, TextMember  # noqa: E402
+
+from benchmarks.panel_evidence import cached_prefix, collect_rounds, ordered_example, product_source  # noqa: E402
 
 
 @dataclass(frozen=True)
@@ -66,8 +86,32 @@ def load_evidence_dir(directory: str | Path) -> Dataset:
     return Dataset(data.name, list(data.texts) if data.texts is not None else None, data.gold, data.evidence)
 
 
-DATASETS: dict[str, Callable[[], Dataset]] = {
-    "trec (paper evidence)": lambda: load_evidence_dir(paths.paper_evidence_dir("trec")),
+#: The embedded-panel datasets: name -> (example dataset, text column, texts the issue asks for).
+EXAMPLE_DATASETS = {
+    "bbc-news headlines": ("bbc-news", "title", 1000),
+    "rotten-tomatoes": ("rotten-tomatoes", "text", 500),
+    "drug-reviews": ("drug-reviews", "text", 500),
+    "imdb": ("imdb", "text", 300),  # whole reviews: the product sends a text to the LLMs untruncated
+}
+DEFAULT_CACHE = Path("/tmp/lq/evidence.sqlite")
+
+
+def load_embedded(name: str, cache_path: Path) -> Dataset | None:
+    """The texts of ``EXAMPLE_DATASETS[name]`` that have cached evidence from every model of the default
+    panel (the longest such prefix of the fixed random order), or None when there are none."""
+    example, column, _ = EXAMPLE_DATASETS[name]
+    data = ordered_example(example, column)
+    records = cached_prefix(EvidenceCache(cache_path), [product_source(m) for m in default_models()], data)
+    if not records:
+        return None
+    n = len(records)
+    return Dataset(f"{name} (embedded panel)", data.texts[:n], data.gold_index(n), PanelEvidence.from_records(records))
+
+
+DATASETS: dict[str, Callable[[Path], Dataset | None]] = {
+    "trec (paper evidence)": lambda cache: load_evidence_dir(paths.paper_evidence_dir("trec")),
+    "imdb (paper evidence)": lambda cache: load_evidence_dir(paths.paper_evidence_dir("imdb")),
+    **{f"{name} (embedded panel)": (lambda cache, name=name: load_embedded(name, cache)) for name in EXAMPLE_DATASETS},
 }
 
 PAPER_MOLAM = {"trec": 0.804, "imdb": 0.954}  # the paper's reported figures (chosen on evaluation labels)
@@ -112,9 +156,9 @@ def evaluate(dataset: Dataset, n_seeds: int, seed_sets: int, log=print) -> dict[
             scores[name].append(float((predicted == dataset.gold[held_out]).mean()))
         estimate = estimate_accuracy({"MoLAM": MoLAM(random_state=s)}, dataset.evidence, y, random_state=s,
                                      text_member=member)
-        estimates.append(estimate.methods["MoLAM"].accuracy)
-        log(f"  seed set {s}: molam {scores['molam'][-1]:.3f} (estimated {estimates[-1]:.3f}), "
-            f"text member {scores.get('text member', [float('nan')])[-1]:.3f}, "
+        estimates.append(estimate.methods["MoLAM"].accuracy if "MoLAM" in estimate.methods else float("nan"))  # too few seeds
+        text_member = f"text member {scores['text member'][-1]:.3f}, " if "text member" in scores else ""
+        log(f"  seed set {s}: molam {scores['molam'][-1]:.3f} (estimated {estimates[-1]:.3f}), {text_member}"
             f"majority {scores['majority class'][-1]:.3f} ({time.perf_counter() - started:.0f} s)")
     out = {name: {"mean": float(np.mean(v)), "std": float(np.std(v))} for name, v in scores.items()}
     errors = np.subtract(estimates, scores["molam"])
@@ -126,13 +170,14 @@ def evaluate(dataset: Dataset, n_seeds: int, seed_sets: int, log=print) -> dict[
 
 def goals(name: str, result: dict[str, dict[str, float]]) -> list[str]:
     """The issue's goals for one dataset, each as met or not."""
-    rivals = {k: v["mean"] for k, v in result.items() if k not in NON_RIVALS and not k.lower().startswith("molam")}
+    rivals = {k: v["mean"] for k, v in result.items()
+              if k not in NON_RIVALS and not k.lower().startswith("molam")}
     best = max(rivals, key=rivals.get)
     molam = result["molam"]["mean"]
     lines = [f"MoLAM {molam:.3f} vs best of LLMs / text member / majority ({best} {rivals[best]:.3f}): "
              f"{'met' if molam >= rivals[best] + 0.01 else 'NOT met'} (goal: at least 1 point above)"]
     for key, figure in PAPER_MOLAM.items():
-        if name.startswith(key):
+        if name == f"{key} (paper evidence)":  # the paper's figure is for its own panel
             lines.append(f"MoLAM {molam:.3f} vs the paper's {figure:.3f}: {'met' if molam >= figure else 'NOT met'}")
     error = result["molam (cv estimate - true accuracy)"]["mean_abs"]
     lines.append(f"CV estimate off by {error * 100:.1f} points on average: {'met' if error <= 0.03 else 'NOT met'} (goal: within 3)")
@@ -142,9 +187,10 @@ def goals(name: str, result: dict[str, dict[str, float]]) -> list[str]:
 NON_RIVALS = {"vote", "mean"}  # panel baselines: reported, but the goal compares single members and the majority
 
 
-def markdown(results: dict[str, dict[str, dict[str, float]]]) -> str:
-    names = [n for n in next(iter(results.values())) if not n.startswith("molam (cv")]
-    lines = ["| method | " + " | ".join(results) + " |", "|---|" + "---|" * len(results)]
+def markdown(results: dict[str, dict[str, dict[str, float]]], n_texts: dict[str, int]) -> str:
+    names = [n for n in dict.fromkeys(k for r in results.values() for k in r) if not n.startswith("molam (cv")]
+    header = [f"{name} ({n_texts[name]:,} texts)" for name in results]
+    lines = ["| method | " + " | ".join(header) + " |", "|---|" + "---|" * len(results)]
     for name in names:
         cells = [f"{r[name]['mean']:.3f} ± {r[name]['std']:.3f}" if name in r else "" for r in results.values()]
         lines.append(f"| {'**MoLAM (default)**' if name == 'molam' else name} | " + " | ".join(cells) + " |")
@@ -154,26 +200,70 @@ def markdown(results: dict[str, dict[str, dict[str, float]]]) -> str:
     return "\n".join(lines)
 
 
+def collect(args: argparse.Namespace) -> None:
+    """Evidence of the default embedded panel on the embedded-panel datasets, interleaved rounds."""
+    names = [n for n in EXAMPLE_DATASETS if not args.datasets or n in args.datasets]
+    data = [ordered_example(EXAMPLE_DATASETS[n][0], EXAMPLE_DATASETS[n][1], EXAMPLE_DATASETS[n][2]) for n in names]
+    sizes = {d.name: args.round for d in data} | dict(_name_and_count(item) for item in args.round_for)
+    log = lambda message: print(time.strftime("%H:%M:%S"), message, flush=True)  # noqa: E731
+    log(f"collecting {', '.join(names)} with {', '.join(default_models())} into {args.cache}")
+    collect_rounds(data, default_models(), product_source, EvidenceCache(args.cache), sizes,
+                   first_round=args.first_round, max_rounds=args.rounds, say=log)
+    log("collection finished")
+
+
+def _name_and_count(item: str) -> tuple[str, int]:
+    name, _, count = item.partition("=")
+    if not count.isdigit():
+        raise SystemExit(f"--round-for {item!r}: write EXAMPLE=N, e.g. imdb=20")
+    return name, int(count)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("command", nargs="?", default="evaluate", choices=["evaluate", "collect"],
+                        help="evaluate (default), or collect the embedded panel's evidence into --cache")
     parser.add_argument("--evidence", help="a folder in the paper-evidence layout (default: every dataset in DATASETS)")
+    parser.add_argument("--datasets", nargs="+", help=f"names from DATASETS (evaluate) or {list(EXAMPLE_DATASETS)} (collect)")
+    parser.add_argument("--cache", type=Path, default=DEFAULT_CACHE, help="evidence cache of the embedded panel")
+    parser.add_argument("--round", type=int, default=50, help="collect: texts per dataset per round")
+    parser.add_argument("--round-for", nargs="*", default=[], metavar="EXAMPLE=N",
+                        help="collect: another round size for one example dataset, e.g. imdb=20")
+    parser.add_argument("--first-round", type=int, help="collect: texts per dataset in round 0 (default --round)")
+    parser.add_argument("--rounds", type=int, help="collect: stop after this many rounds (default: all texts)")
     parser.add_argument("--n-seeds", type=int, default=50)
     parser.add_argument("--seed-sets", type=int, default=5)
     parser.add_argument("--json", action="store_true", help="print one JSON object {method: {mean, std}} on stdout")
     args = parser.parse_args()
+    if args.command == "collect":
+        collect(args)
+        return
     log = (lambda *a: print(*a, file=sys.stderr, flush=True)) if args.json else (lambda *a: print(*a, flush=True))
-    loaders = {Path(args.evidence).name: lambda: load_evidence_dir(args.evidence)} if args.evidence else DATASETS
-    results = {}
+    if args.evidence:
+        loaders = {Path(args.evidence).name: lambda cache: load_evidence_dir(args.evidence)}
+    else:
+        unknown = sorted(set(args.datasets or ()) - set(DATASETS))
+        if unknown:
+            raise SystemExit(f"unknown datasets {unknown}: choose among {list(DATASETS)}")
+        loaders = {n: f for n, f in DATASETS.items() if not args.datasets or n in args.datasets}
+    results, n_texts = {}, {}
     for name, loader in loaders.items():
         started = time.perf_counter()
-        dataset = loader()
+        dataset = loader(args.cache)
+        if dataset is None or dataset.evidence.n_texts < 2 * args.n_seeds:
+            log(f"{name}: {0 if dataset is None else dataset.evidence.n_texts} texts with evidence from every model, "
+                f"fewer than {2 * args.n_seeds}: skipped (run `collect` first)")
+            continue
         log(f"{name}: {dataset.evidence.n_texts} texts, {len(dataset.evidence.labels)} labels, "
             f"{len(dataset.evidence.models)} LLMs, texts {'yes' if dataset.texts is not None else 'no'}")
         results[name] = evaluate(dataset, args.n_seeds, args.seed_sets, log)
+        n_texts[name] = dataset.evidence.n_texts
         for line in goals(name, results[name]):
             log("  " + line)
         log(f"  ({time.perf_counter() - started:.0f} s)")
-    log(markdown(results))
+    if not results:
+        raise SystemExit("no dataset had enough evidence to evaluate")
+    log(markdown(results, n_texts))
     if args.json:
         print(json.dumps(next(iter(results.values())) if len(results) == 1 else results))
 

@@ -48,7 +48,7 @@ import al_trec  # noqa: E402
 import annotation_accuracy  # noqa: E402
 
 from mollia_core.annotation import negative_label_mask  # noqa: E402
-from mollia_core.config import build_loop, parse_config, prepare_store  # noqa: E402
+from mollia_core.config import build_loop, parse_config, prepare_project  # noqa: E402
 from mollia_core.evidence import load_paper_evidence  # noqa: E402
 from mollia_core.paths import paper_evidence_dir  # noqa: E402
 from mollia_core.plots import plot_learning_curves  # noqa: E402
@@ -184,9 +184,9 @@ def run_loop(values: dict) -> RunResult:
     config = parse_config(values)
     previous: dict[int, list[list[float]]] = {}
     with tempfile.TemporaryDirectory(prefix="mollia-reproduce-") as tmp:
-        store = prepare_store(config, Path(tmp) / "run.sqlite")
+        project = prepare_project(config, Path(tmp) / "run.sqlite")
         try:
-            loop = build_loop(config, store)
+            loop = build_loop(project, config.loop)
 
             def keep_previous_proba(step) -> None:
                 if step.step == "query":
@@ -196,7 +196,7 @@ def run_loop(values: dict) -> RunResult:
             loop.run(progress=keep_previous_proba)
             return RunResult(loop.results(), previous)
         finally:
-            store.close()
+            project.store.close()
 
 
 # ------------------------------------------------------------------------------------ report

@@ -1,13 +1,16 @@
 """``python -m mollia_core``: headless runs of the active-learning loop, and model preparation.
 
-    python -m mollia_core run --config configs/trec_replay.toml [--output DIR] [--fresh]
+    python -m mollia_core run --config configs/trec_replay.toml [--output DIR] [--fresh] [--iterations N]
+    python -m mollia_core run --project PATH_OR_NAME [--iterations N] [--output DIR]
     python -m mollia_core models prepare [--verify] [NAME ...]
     python -m mollia_core serve --model FILE.gguf | --embedded NAME [--host H] [--port P] [--api-key KEY]
     python -m mollia_core label DATA.csv --text-column COL --label-column COL --out OUT.csv [...]
 
-``run`` prepares (or reopens) the run's project store in the output folder, runs the loop to the
-configured number of iterations -- a run that was killed carries on where it stopped -- and writes
-``results.json`` and ``learning_curve.png`` there.
+``run --config`` builds (or reopens) the run's project in the output folder through the dashboard's
+own Project API, runs the loop to the planned number of iterations -- a run that was killed carries
+on where it stopped -- and writes ``results.json`` and ``learning_curve.png`` there; the project file
+opens in the dashboard. ``run --project`` continues an existing project (one made by ``run --config``
+or in the dashboard) with its stored settings.
 """
 
 from __future__ import annotations
@@ -20,9 +23,9 @@ import time
 from pathlib import Path
 from typing import Sequence
 
-from .config import PROJECT_FILE, ConfigError, build_loop, load_config, prepare_store
+from .config import PROJECT_FILE, ConfigError, load_config, prepare_project, run_project
 from .loop import LoopError, StepResult
-from .store import StoreError
+from .store import PROJECT_SUFFIX, StoreError
 
 
 class UserError(Exception):
@@ -47,29 +50,36 @@ def run_command(args: argparse.Namespace) -> int:
     import torch
 
     torch.set_num_threads(args.threads)
-    config = load_config(args.config)
-    if args.output:
-        config.output_dir = str(Path(args.output).resolve())
-    output = config.output_path
-    output.mkdir(parents=True, exist_ok=True)
-    project = output / PROJECT_FILE
-    if args.fresh:
-        for suffix in ("", "-wal", "-shm"):
-            Path(f"{project}{suffix}").unlink(missing_ok=True)
     started = time.perf_counter()
-    store = prepare_store(config, project)
+    if args.config:
+        config = load_config(args.config)
+        if args.output:
+            config.output_dir = str(Path(args.output).resolve())
+        output = config.output_path
+        output.mkdir(parents=True, exist_ok=True)
+        path, settings = output / PROJECT_FILE, config.loop
+        if args.fresh:
+            for suffix in ("", "-wal", "-shm"):
+                Path(f"{path}{suffix}").unlink(missing_ok=True)
+        project = prepare_project(config, path)
+    else:
+        if args.fresh:
+            raise UserError("--fresh discards a run made from a config: use it with --config, not --project")
+        path = _project_file(args.project)
+        output = Path(args.output).resolve() if args.output else _default_output(path)
+        output.mkdir(parents=True, exist_ok=True)
+        project, settings = _open_project(path), None
     try:
-        loop = build_loop(config, store)
-        if loop.last is not None:
-            print(f"resuming {project} at iteration {loop.last.iteration} ({loop.last.status})", flush=True)
-        loop.run(progress=_print_step)
-        results = loop.results()
+        iterations = project.iterations()
+        if iterations:
+            print(f"resuming {path} at iteration {iterations[-1].iteration} ({iterations[-1].status})", flush=True)
+        results = run_project(project, args.iterations, settings, progress=_print_step)
     finally:
-        store.close()
+        project.store.close()
     results["run"] = {
-        "config_file": str(Path(args.config).resolve()),
+        "config_file": str(Path(args.config).resolve()) if args.config else None,
         "command": " ".join(["python -m mollia_core", *sys.argv[1:]]),
-        "project_file": str(project),
+        "project_file": str(path),
         "wall_s_this_invocation": time.perf_counter() - started,
     }
     from .plots import plot_run
@@ -77,7 +87,44 @@ def run_command(args: argparse.Namespace) -> int:
     _write_json_atomic(output / "results.json", results)
     plot_run(results, output / "learning_curve.png")
     print(f"wrote {output / 'results.json'} and {output / 'learning_curve.png'}")
+    print(f"to open the project in the dashboard: MOLLIA_PROJECTS_DIR={path.parent} streamlit run app.py, "
+          f"then open {path.name.removesuffix(PROJECT_SUFFIX)!r}")
     return 0
+
+
+def _project_file(given: str) -> Path:
+    """The project file named by ``--project``: a path, or the name of a project in the projects folder."""
+    from .project import ProjectError, project_path, projects_dir
+
+    path = Path(given).expanduser()
+    if path.is_file():
+        return path.resolve()
+    try:
+        named = project_path(given)
+    except ProjectError:
+        named = None
+    if named is not None and named.is_file():
+        return named
+    raise UserError(
+        f"no project {given!r}: give the path of a {PROJECT_SUFFIX} file (made by run --config or in the "
+        f"dashboard) or the name of a project in {projects_dir()}"
+    )
+
+
+def _open_project(path: Path):
+    from .project import Project
+
+    project = Project(path)
+    if not project.has_dataset():
+        project.store.close()
+        raise UserError(f"{path} has no data yet: load a table on the dashboard's Data page first")
+    return project
+
+
+def _default_output(path: Path) -> Path:
+    """Where ``run --project`` writes its results: the run folder of a project made by ``run --config``,
+    else ``<name>-run`` beside the project file."""
+    return path.parent if path.name == PROJECT_FILE else path.parent / f"{path.name.removesuffix(PROJECT_SUFFIX)}-run"
 
 
 def models_prepare_command(args: argparse.Namespace) -> int:
@@ -175,10 +222,21 @@ def _add_serve_parser(commands) -> None:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m mollia_core", description=__doc__.split("\n\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
-    run = commands.add_parser("run", help="run the active-learning loop from a config file (.json or .toml)")
-    run.add_argument("--config", required=True, help="the run's configuration file (.json or .toml)")
-    run.add_argument("--output", help="output folder (overrides output_dir of the config)")
-    run.add_argument("--fresh", action="store_true", help="discard a previous run in the output folder")
+    run = commands.add_parser(
+        "run", help="run the active-learning loop from a config file, or continue a project",
+        description="--config builds the project of a config file (.json or .toml) and runs it to its planned "
+        "iterations; --project continues a project made by run --config or in the dashboard, with its stored "
+        "settings. Either way a killed run carries on where it stopped, and the project opens in the dashboard.",
+    )
+    which = run.add_mutually_exclusive_group(required=True)
+    which.add_argument("--config", help="the run's configuration file (.json or .toml)")
+    which.add_argument("--project", metavar="PATH_OR_NAME",
+                       help="a project file (.mollia.sqlite), or the name of a project in the projects folder")
+    run.add_argument("--iterations", type=int, metavar="N",
+                     help="run N more iterations (default: up to the planned iterations)")
+    run.add_argument("--output", help="output folder (default: the config's output_dir; for --project the run "
+                     "folder it was made in, else <name>-run beside the project file)")
+    run.add_argument("--fresh", action="store_true", help="with --config: discard a previous run in the output folder")
     run.add_argument(
         "--threads", type=int, default=int(os.environ.get("MOLLIA_TORCH_THREADS") or 2),
         help="torch CPU threads (default: $MOLLIA_TORCH_THREADS, else 2)",

@@ -1,4 +1,6 @@
-"""Headless run configuration: a JSON or TOML file -> a prepared project store and a loop.
+"""Headless runs: a JSON or TOML file -> a project built and run through the dashboard's own
+:class:`~mollia_core.project.Project`, with the calls the pages make, so the project file opens in
+the dashboard; and a project made in the dashboard runs headless the same way (:func:`run_project`).
 
 A config file has four tables (every key optional except a dataset source)::
 
@@ -14,34 +16,41 @@ A config file has four tables (every key optional except a dataset source)::
     [seeds]
     n = 50                       # seed texts drawn at random from the pool (need gold labels) ...
     random_state = 0
-    # column = "seed_label"      # ... or: the CSV column holding the seed labels (blank = unlabeled)
+    # column = "seed_label"      # ... or: the CSV column holding the seed labels (blank = unlabeled);
+    #                            # it may be the label column itself, with test_size = validation_size = 0
 
-    annotator = "molam"          # molam | mol | gold | vote | mean | best_llm | llm:<model>
+    annotator = "molam"          # molam | mol | molam-paper | gold | vote | mean | best_llm | llm:<model>[:votes]
 
-    [loop]                       # LoopConfig: batch_size, n_iterations, strategy, learner_mode, ...
+    [loop]                       # LoopConfig: batch_size, planned_iterations (old name n_iterations), strategy, ...
 
     output_dir = "runs/trec"     # results.json, learning_curve.png, project.mollia.sqlite
 
-Relative paths are read relative to the config file. ``best_llm`` picks the single LLM (and
-whether its probabilities or its votes are used) with the best accuracy on the seed labels only.
+Relative paths are read relative to the config file. The project is built as the Data and
+Annotators pages build one: ``Project.set_dataset`` (with the config's test and validation splits),
+the evidence imported as replayed evidence (each LLM joins the panel as ``replay:<model>``), the
+seeds (``take_seeds_from_column``, or the seed column's labels), and the loop's annotator
+(``project.loop.set_annotator``). ``best_llm`` is the single LLM (its probabilities or its votes)
+most accurate on the seed labels only; it is resolved once, to ``llm:<model>:<probs|votes>``.
 """
 
 from __future__ import annotations
 
 import json
 import tomllib
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import numpy as np
+import pandas as pd
 
 from .evidence.record import PanelEvidence
-from .loop import ActiveLearningLoop, GoldOracle, LoopConfig, LoopError, seed_sample
-from .paths import paper_evidence_dir
-from .store import ProjectStore
+from .loop import ActiveLearningLoop, LoopConfig, LoopError, StepResult
+from .project import AnnotatorSettings, AnnotatorSpec, Project, ProjectError
+from .store import PROJECT_SUFFIX
 
-PROJECT_FILE = "project.mollia.sqlite"
+PROJECT_NAME = "project"
+PROJECT_FILE = PROJECT_NAME + PROJECT_SUFFIX
 _PREPARED = "run_prepared"
 
 
@@ -128,8 +137,8 @@ def parse_config(values: Mapping[str, Any], base_dir: str | Path | None = None) 
     return RunConfig(
         dataset=dataset,
         seeds=_section(SeedConfig, values.get("seeds", {}), "seeds"),
-        annotator=annotator,
-        loop=_section(LoopConfig, values.get("loop", {}), "loop"),
+        annotator=annotator.strip().lower(),
+        loop=_section(LoopConfig, LoopConfig.current_names(values.get("loop", {})), "loop"),
         output_dir=str(values.get("output_dir", "runs/run")),
         base_dir=Path(base_dir) if base_dir is not None else Path.cwd(),
     )
@@ -153,20 +162,26 @@ def load_config(path: str | Path) -> RunConfig:
     return parse_config(values, base_dir=path.parent.resolve())
 
 
-# ---------------------------------------------------------------------- dataset -> store
+# ---------------------------------------------------------------------- the dataset, as the Data page gets it
 @dataclass
-class LoadedDataset:
-    texts: list[str]
+class SourceTable:
+    """A dataset source as the Data page would receive it: the user's table and the column choices,
+    plus the LLM evidence that comes with it (aligned with the rows) and the seed column's labels."""
+
+    frame: pd.DataFrame
+    text_column: str
+    id_column: str | None
+    label_column: str | None
     labels: tuple[str, ...]
-    gold: np.ndarray  # -1 where unknown
-    evidence: PanelEvidence | None
-    text_ids: list[str]
-    columns: list[dict] | None = None
-    seed_labels: dict[int, int] | None = None
+    gold: np.ndarray  # label index per row from the label column, -1 where blank
+    source_name: str
+    evidence: PanelEvidence | None = None
+    seed_labels: np.ndarray | None = None  # label index per row from the seed column, -1 where blank
 
 
-def _load_paper(config: RunConfig) -> LoadedDataset:
+def _load_paper(config: RunConfig) -> SourceTable:
     from .evidence.paper import load_paper_evidence
+    from .paths import paper_evidence_dir
 
     source = config.dataset.paper_evidence
     directory = config.resolve(source) if ("/" in source or source.startswith(".")) else paper_evidence_dir(source)
@@ -179,16 +194,17 @@ def _load_paper(config: RunConfig) -> LoadedDataset:
             f"{directory} holds no texts (no <model>.jsonl files): the AL model needs the texts; "
             "use a dataset whose evidence comes with its texts (trec)"
         )
-    n = len(data.texts)
-    return LoadedDataset(
-        texts=list(data.texts), labels=data.labels, gold=np.asarray(data.gold, dtype=int),
-        evidence=data.evidence, text_ids=[str(i) for i in range(n)],
-    )
+    gold = np.asarray(data.gold, dtype=int)
+    frame = pd.DataFrame({
+        "id": [str(i) for i in range(len(data.texts))],
+        "text": list(data.texts),
+        "label": [data.labels[g] if g >= 0 else "" for g in gold],
+    })
+    return SourceTable(frame, "text", "id", "label", tuple(data.labels), gold, directory.name, data.evidence)
 
 
-def _load_csv(config: RunConfig) -> LoadedDataset:
-    from .dataset import DatasetError
-    from .dataset import load_dataset as load_table
+def _load_csv(config: RunConfig) -> SourceTable:
+    from .dataset import DatasetError, load_dataset, read_table
     from .evidence.paper import load_paper_evidence
 
     d = config.dataset
@@ -196,13 +212,14 @@ def _load_csv(config: RunConfig) -> LoadedDataset:
     if not path.is_file():
         raise ConfigError(f"[dataset] csv: {path} not found")
     try:
-        table = load_table(path, d.text_column, d.id_column, d.label_column, d.labels)
-        seeds = None
+        frame = read_table(path)
+        table = load_dataset(frame, d.text_column, d.id_column, d.label_column, d.labels)
+        seed_labels = None
         if config.seeds.column:
-            seed_table = load_table(path, d.text_column, d.id_column, config.seeds.column, table.labels or None)
-            if not table.labels:
-                table = load_table(path, d.text_column, d.id_column, d.label_column, seed_table.labels)
-            seeds = {int(i): int(seed_table.gold[i]) for i in seed_table.labeled_indices()}
+            seed_table = load_dataset(frame, d.text_column, d.id_column, config.seeds.column, table.labels or None)
+            if not table.labels:  # no label column: the seed column names the label set
+                table = load_dataset(frame, d.text_column, d.id_column, d.label_column, seed_table.labels)
+            seed_labels = np.asarray(seed_table.gold, dtype=int)
     except DatasetError as exc:
         raise ConfigError(f"{path}: {exc}") from None
     if len(table.labels) < 2:
@@ -220,16 +237,22 @@ def _load_csv(config: RunConfig) -> LoadedDataset:
             )
         evidence = PanelEvidence(labels=table.labels, models=panel.models, label_probs=panel.label_probs,
                                  vote_shares=panel.vote_shares, no_label_share=panel.no_label_share)
-    others = table.frame.drop(columns=[d.text_column])
-    return LoadedDataset(
-        texts=list(table.texts), labels=table.labels, gold=np.asarray(table.gold, dtype=int), evidence=evidence,
-        text_ids=list(table.ids), columns=others.astype(object).where(others.notna(), None).to_dict("records"),
-        seed_labels=seeds,
-    )
+    return SourceTable(frame, d.text_column, d.id_column, d.label_column, tuple(table.labels),
+                       np.asarray(table.gold, dtype=int), path.name, evidence, seed_labels)
 
 
-def load_dataset(config: RunConfig) -> LoadedDataset:
+def load_source(config: RunConfig) -> SourceTable:
     return _load_paper(config) if config.dataset.paper_evidence else _load_csv(config)
+
+
+def _subset(source: SourceTable, rows: np.ndarray) -> SourceTable:
+    return replace(
+        source,
+        frame=source.frame.iloc[rows].reset_index(drop=True),
+        gold=source.gold[rows],
+        evidence=source.evidence.subset(rows) if source.evidence is not None else None,
+        seed_labels=source.seed_labels[rows] if source.seed_labels is not None else None,
+    )
 
 
 def assign_splits(n: int, test_size: int, validation_size: int, random_state: int, has_gold: np.ndarray) -> np.ndarray:
@@ -247,50 +270,93 @@ def assign_splits(n: int, test_size: int, validation_size: int, random_state: in
     return splits
 
 
-def prepare_store(config: RunConfig, path: str | Path) -> ProjectStore:
-    """Create the run's project store (texts, splits, evidence, seeds), or reopen a prepared one."""
+# ---------------------------------------------------------------------- config -> project
+def prepare_project(config: RunConfig, path: str | Path) -> Project:
+    """Build the run's project at ``path`` through the dashboard's Project API (texts and splits,
+    evidence and panel, seeds, annotator), or reopen one already built there."""
     path = Path(path)
     if path.exists():
-        store = ProjectStore.open(path)
-        if store.get_setting(_PREPARED):
-            return store
-        store.close()  # killed while it was being prepared: start over
+        project = Project(path)
+        if project.get_setting(_PREPARED):
+            return project
+        project.store.close()  # killed while it was being built: start over
         for suffix in ("", "-wal", "-shm"):
             Path(f"{path}{suffix}").unlink(missing_ok=True)
-    data = load_dataset(config)
-    n = len(data.texts)
-    rng_subset = np.arange(n)
-    if config.dataset.limit and config.dataset.limit < n:
-        rng_subset = np.sort(np.random.default_rng(config.dataset.split_random_state).choice(n, config.dataset.limit, replace=False))
-    texts = [data.texts[i] for i in rng_subset]
-    gold = data.gold[rng_subset]
-    splits = assign_splits(
-        len(texts), config.dataset.test_size, config.dataset.validation_size, config.dataset.split_random_state, gold >= 0
-    )
-    if data.seed_labels is not None:
-        position = {int(i): p for p, i in enumerate(rng_subset)}
-        seeds = {position[i]: y for i, y in data.seed_labels.items() if i in position and splits[position[i]] == "pool"}
-    else:
-        candidates = np.flatnonzero((splits == "pool") & (gold >= 0))
-        chosen = seed_sample(candidates, config.seeds.n, config.seeds.random_state)
-        seeds = {int(i): int(gold[i]) for i in chosen}
-    if not seeds:
-        raise ConfigError("no seed labels: set [seeds] n, or a seeds column with some labels")
-    store = ProjectStore(path)
-    with store.transaction():
-        store.set_labels(data.labels)
-        store.add_texts(
-            texts, text_ids=[data.text_ids[i] for i in rng_subset], gold=gold, splits=list(splits),
-            columns=[data.columns[i] for i in rng_subset] if data.columns else None,
+    source = load_source(config)
+    n = len(source.frame)
+    limit = config.dataset.limit
+    if limit and limit < n:
+        source = _subset(source, np.sort(np.random.default_rng(config.dataset.split_random_state).choice(n, limit, replace=False)))
+    d = config.dataset
+    splits = assign_splits(len(source.frame), d.test_size, d.validation_size, d.split_random_state, source.gold >= 0)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    project = Project.create(path.name.removesuffix(PROJECT_SUFFIX), path.parent) if path.name.endswith(PROJECT_SUFFIX) \
+        else Project(path)
+    try:
+        _build(project, config, source, splits)
+    except BaseException:
+        project.store.close()
+        raise
+    return project
+
+
+def _build(project: Project, config: RunConfig, source: SourceTable, splits: np.ndarray) -> None:
+    from .dataset import DatasetError
+
+    try:
+        project.set_dataset(source.frame, source.text_column, id_column=source.id_column,
+                            label_column=source.label_column, labels=list(source.labels),
+                            source_name=source.source_name, splits=list(splits))
+    except DatasetError as exc:
+        raise ConfigError(f"[dataset]: {exc}") from None
+    if source.evidence is not None:
+        _import_evidence(project, source)
+    _take_seeds(project, config, source, splits)
+    annotator = best_llm_annotator(project) if config.annotator == "best_llm" else config.annotator
+    try:
+        if annotator.startswith("mol"):  # MoLAM's fit, as the MoLAM page makes it (without its cross-validation)
+            project.fit_annotator(AnnotatorSettings(method=annotator, random_state=config.loop.random_state), cv=False)
+        project.loop.set_annotator(annotator)
+    except ProjectError as exc:
+        raise ConfigError(f"annotator {annotator!r}: {exc}") from None
+    project.set_setting("run_config", config.to_dict())
+    project.set_setting(_PREPARED, True)
+
+
+def _import_evidence(project: Project, source: SourceTable) -> None:
+    """The dataset's stored LLM evidence, replayed as the Annotators page imports an evidence file."""
+    from .evidence.replay import records_from_panel
+
+    panel = replace(source.evidence, text_ids=tuple(project.text_ids))
+    specs = [AnnotatorSpec(kind="replay", model=model, path=source.source_name) for model in panel.models]
+    project.set_panel(specs)
+    for spec, records in zip(specs, records_from_panel(panel)):
+        project.import_evidence_records(spec, records)
+
+
+def _take_seeds(project: Project, config: RunConfig, source: SourceTable, splits: np.ndarray) -> None:
+    if source.seed_labels is not None:
+        seeds = np.flatnonzero((source.seed_labels >= 0) & (splits == "pool"))
+        if seeds.size == 0:
+            raise ConfigError(f"no seed labels: column {config.seeds.column!r} has no label in the pool texts")
+        if config.seeds.column == source.label_column:
+            project.take_seeds_from_column(None)
+        else:
+            ids, labels = project.text_ids, project.labels
+            for i in seeds:
+                project.label_seed(ids[i], labels[source.seed_labels[i]])
+        return
+    if config.seeds.n < 1 or not source.label_column:
+        raise ConfigError("no seed labels: set [seeds] n and a label column, or a seeds column with some labels")
+    candidates = int(((source.gold >= 0) & (splits == "pool")).sum())
+    if config.seeds.n > candidates:
+        raise ConfigError(
+            f"[seeds] n = {config.seeds.n} but only {candidates} pool texts have gold labels: "
+            "lower n, or give a seeds column"
         )
-        if data.evidence is not None:
-            store.put_evidence(data.evidence.subset(rng_subset))
-        store.set_seed_labels(seeds)
-        store.update_settings({"run_config": config.to_dict(), _PREPARED: True})
-    return store
+    project.take_seeds_from_column(config.seeds.n, config.seeds.random_state)
 
 
-# ---------------------------------------------------------------------- annotators
 def best_single_llm(evidence: PanelEvidence, indices: np.ndarray, y: np.ndarray) -> tuple[str, str]:
     """The (model, "probs" | "votes") whose argmax is most accurate on the given (seed) labels.
 
@@ -305,34 +371,41 @@ def best_single_llm(evidence: PanelEvidence, indices: np.ndarray, y: np.ndarray)
     return best
 
 
-def build_annotator(name: str, store: ProjectStore, random_state: int = 0) -> tuple[Any, str]:
-    """The annotator called ``name`` for a prepared store, and the source name its labels carry.
-
-    ``gold`` is :class:`~mollia_core.loop.GoldOracle`; ``best_llm`` the single LLM best on the seed
-    labels (:func:`best_single_llm`); any other name goes to
-    :func:`mollia_core.annotation.make_annotator` (molam, mol, molam-paper, vote, mean, llm:<name>[:votes]).
-    """
-    from .annotation import AnnotationError, make_annotator
-
-    key = name.strip().lower()
-    if key == "gold":
-        gold = store.gold()
-        return GoldOracle({t: g for t, g in zip(store.text_ids(), gold) if g >= 0}, len(store.labels)), "gold"
-    if key == "best_llm":
-        evidence = store.evidence(with_answers=False)
-        if evidence is None:
-            raise ConfigError("annotator best_llm needs LLM evidence in the dataset")
-        seeds = store.seed_labels()
-        model, use = best_single_llm(evidence, np.array(list(seeds)), np.array(list(seeds.values())))
-        key = f"llm:{model}:{use}"
-    try:
-        kwargs = {"random_state": random_state} if key.startswith("mol") else {}
-        return make_annotator(key, **kwargs), key
-    except AnnotationError as exc:
-        raise ConfigError(f"{exc} (or 'gold', 'best_llm')") from None
+def best_llm_annotator(project: Project) -> str:
+    """``llm:<model>:<probs|votes>`` of the panel member best on the project's seed labels."""
+    evidence = project.evidence()
+    if evidence is None:
+        raise ConfigError("annotator best_llm needs LLM evidence in the dataset")
+    seeds = project.seed_vector()
+    seeded = np.flatnonzero(seeds >= 0)
+    member, use = best_single_llm(evidence, seeded, seeds[seeded])
+    model = next(spec.model for spec in project.panel() if spec.display_name == member)
+    return f"llm:{model}:{use}"
 
 
-def build_loop(config: RunConfig, store: ProjectStore, **kwargs: Any) -> ActiveLearningLoop:
-    """The loop of a prepared store (resuming it where it stopped)."""
-    annotator, source = build_annotator(config.annotator, store, config.loop.random_state)
-    return ActiveLearningLoop.resume(store, annotator, config.loop, annotator_name=source, **kwargs)
+# ---------------------------------------------------------------------- running a project
+def run_project(
+    project: Project,
+    iterations: int | None = None,
+    settings: LoopConfig | None = None,
+    progress: Callable[[StepResult], None] | None = None,
+) -> dict[str, Any]:
+    """Run ``iterations`` more AL iterations of a project (default: up to its planned ones; a half-done
+    iteration is finished first) with ``Project.run_iterations``, as the Active learning page does,
+    with ``settings`` (default: the ones it last ran with). Returns the loop's results."""
+    if iterations is not None and iterations < 1:
+        raise ConfigError(f"--iterations must be at least 1, got {iterations}")
+    settings = settings or project.loop_settings()
+    if iterations is None:
+        iterations = settings.planned_iterations - build_loop(project, settings).completed_iterations
+    if iterations > 0:
+        project.run_iterations(iterations, settings, progress=progress)
+    elif not project.iterations():
+        raise ConfigError("planned_iterations is 0: plan at least one iteration, or give --iterations N")
+    return build_loop(project, settings).results()
+
+
+def build_loop(project: Project, settings: LoopConfig | None = None) -> ActiveLearningLoop:
+    """The AL loop a project runs (``project.loop.active_loop``), resuming where it stopped; the
+    benchmarks drive it directly."""
+    return project.loop.active_loop(settings)

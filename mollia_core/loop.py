@@ -20,6 +20,11 @@ and timings. A run killed at any moment therefore resumes at the step it was in,
 committed lost: :meth:`ActiveLearningLoop.resume`. The AL model itself is not stored; on resume
 it is re-trained from the stored training set of the last iteration with the same random state.
 
+:class:`LoopConfig` is immutable. Its ``planned_iterations`` fix lambda's schedule (Eq. 9) once for
+the run: the lambda of an iteration depends on its number and the plan only, never on how the run
+was split into calls or restarts; iterations run past the plan (``run(n)`` goes on as long as asked)
+keep ``lambda_end``.
+
 A human override (:meth:`ActiveLearningLoop.override`) is time-stamped in the store and used from
 the next training on, with weight 1 and no negative labels. An annotator whose labels are a
 human's (``human_labels = True``, e.g. :class:`GoldOracle`, the upper reference) is trained on
@@ -27,7 +32,9 @@ the same way; its d_anno flags are still recorded.
 
 The annotator is fitted once, on the human labels present when the loop first runs (they are
 stored, so a resumed run refits it on the same labels). Overrides made later change the training
-set of the AL model, not the annotator.
+set of the AL model, not the annotator. An annotator fitted elsewhere (e.g. one that hands out the
+project's stored MoLAM fit) is passed with ``fit_annotator=False``: the loop then only calls its
+``annotate``.
 """
 
 from __future__ import annotations
@@ -43,23 +50,12 @@ from sklearn.metrics import accuracy_score, f1_score
 from .annotation import Annotation, reads_text_member, wilson_interval
 from .evidence.record import PanelEvidence
 from .losses import discrepancy_weights, lambda_schedule
-from .store import AnnotationRow, IterationRecord, ProjectStore, StoreError
+from .store import AnnotationRow, IterationRecord, ProjectStore, StoreError, TrainingSet
 
 LOOP_SETTING = "loop"
 ANNOTATOR_SETTING = "loop_annotator"
-_ANNOTATOR_FIT_Y = "loop/annotator_fit_y"
-
-
-def _prediction_key(iteration: int) -> str:
-    return f"loop/prediction/{iteration}"
-
-
-def _proba_key(iteration: int) -> str:
-    return f"loop/proba/{iteration}"
-
-
-def _train_key(iteration: int, part: str) -> str:
-    return f"loop/train/{iteration}/{part}"
+#: Old names of loop settings, still read from project files and run configs: old -> current.
+_RENAMED_SETTINGS = {"n_iterations": "planned_iterations"}
 
 
 class LoopError(Exception):
@@ -75,12 +71,17 @@ class Annotator(Protocol):
         """An object with ``labels`` (n,), ``probability`` (n,), ``proba`` (n, K), ``negative_mask`` (n, K)."""
 
 
-@dataclass
+@dataclass(frozen=True)
 class LoopConfig:
-    """Settings of one AL run (the paper's defaults)."""
+    """Settings of one AL run (the paper's defaults). Immutable: running the loop never changes its plan.
+
+    ``planned_iterations`` is the length of Eq. 9's lambda schedule (lambda_start at iteration 1,
+    lambda_end at the last planned one) and how far :meth:`ActiveLearningLoop.run` goes when not told
+    otherwise; iterations run past the plan keep lambda_end.
+    """
 
     batch_size: int = 50
-    n_iterations: int = 10
+    planned_iterations: int = 10
     alpha: float = 0.5
     lambda_start: float = 0.4
     lambda_end: float = 1.0
@@ -96,8 +97,8 @@ class LoopConfig:
     def __post_init__(self) -> None:
         if self.batch_size < 1:
             raise LoopError(f"batch_size must be at least 1, got {self.batch_size}")
-        if self.n_iterations < 0:
-            raise LoopError(f"n_iterations cannot be negative, got {self.n_iterations}")
+        if self.planned_iterations < 0:
+            raise LoopError(f"planned_iterations cannot be negative, got {self.planned_iterations}")
         if not 0.0 <= self.alpha <= 1.0:
             raise LoopError(f"alpha down-weights disagreeing labels and must be in [0, 1], got {self.alpha}")
         if self.lambda_start < 0 or self.lambda_end < 0:
@@ -108,17 +109,33 @@ class LoopConfig:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+    @staticmethod
+    def current_names(values: Any) -> Any:
+        """``values`` with the old name of a renamed setting (``n_iterations``) read as its current
+        name, unless that is given too (then the old one stays, and is reported as unknown)."""
+        if not isinstance(values, Mapping):
+            return values
+        renamed = dict(values)
+        for old, new in _RENAMED_SETTINGS.items():
+            if old in renamed and new not in renamed:
+                renamed[new] = renamed.pop(old)
+        return renamed
+
     @classmethod
     def from_dict(cls, values: Mapping[str, Any]) -> "LoopConfig":
+        values = cls.current_names(values)
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(values) - known)
         if unknown:
             raise LoopError(f"unknown loop setting(s) {unknown}; known: {sorted(known)}")
-        return cls(**dict(values))
+        return cls(**values)
 
     def lam(self, iteration: int) -> float:
-        """lambda for AL iteration ``iteration`` (1-based; Eq. 9's schedule is 0-based)."""
-        return lambda_schedule(iteration - 1, max(self.n_iterations, 1), self.lambda_start, self.lambda_end)
+        """lambda for AL iteration ``iteration`` (1-based; Eq. 9's schedule is 0-based); past the
+        planned iterations it stays at ``lambda_end``."""
+        if iteration > self.planned_iterations:
+            return float(self.lambda_end)
+        return lambda_schedule(iteration - 1, self.planned_iterations, self.lambda_start, self.lambda_end)
 
 
 class GoldOracle:
@@ -270,8 +287,9 @@ class ActiveLearningLoop:
         labeled[self.store.labeled_indices()] = True
         return np.flatnonzero((self.splits == "pool") & ~labeled)
 
-    def next_step(self) -> str:
-        """``train`` / ``query`` / ``label`` or ``done`` (all configured iterations done or pool empty)."""
+    def next_step(self, target: int | None = None) -> str:
+        """``train`` / ``query`` / ``label``, or ``done``: ``target`` AL iterations (default: the planned
+        ones) are trained, or the pool is empty. A half-done iteration is always finished first."""
         last = self.last
         if last is None:
             return "train"
@@ -279,14 +297,18 @@ class ActiveLearningLoop:
             return "label"
         if last.status == "labeled":
             return "train"
-        if last.iteration >= self.config.n_iterations or len(self.pool_indices()) == 0:
+        target = self.config.planned_iterations if target is None else target
+        if last.iteration >= target or len(self.pool_indices()) == 0:
             return "done"
         return "query"
 
     # ------------------------------------------------------------------ public actions
     def step(self) -> StepResult:
-        """Do the next step (and commit it); ``step == "done"`` once nothing is left."""
-        action = self.next_step()
+        """Do the next step towards the planned iterations (and commit it); ``step == "done"`` once
+        nothing is left."""
+        return self._do(self.next_step())
+
+    def _do(self, action: str) -> StepResult:
         last = self.last
         if action == "done":
             return StepResult(last.iteration if last else 0, "done", last)
@@ -299,30 +321,28 @@ class ActiveLearningLoop:
 
     def run(
         self,
-        n_iterations: int | None = None,
+        n: int | None = None,
         *,
         progress: ProgressHook | None = None,
         cancel: threading.Event | None = None,
     ) -> list[IterationRecord]:
-        """Run until ``n_iterations`` more iterations are trained (default: until the configured
-        number is reached); returns the stored iterations. ``cancel`` stops between steps."""
-        target = self.config.n_iterations if n_iterations is None else self.completed_iterations + n_iterations
-        if target > self.config.n_iterations:
-            self.config.n_iterations = target
-            self.store.set_setting(LOOP_SETTING, self.config.to_dict())
+        """Run ``n`` more AL iterations (default: until the planned ones are trained), a half-done one
+        finished first; returns the stored iterations. The plan, and so the lambda schedule, stays as
+        configured: iterations past it train with lambda_end. ``cancel`` stops between steps."""
+        target = self.config.planned_iterations if n is None else self.completed_iterations + n
         while not (cancel is not None and cancel.is_set()):
-            if self.next_step() == "query" and self.completed_iterations >= target:
+            action = self.next_step(target)
+            if action == "done":
                 break
-            result = self.step()
+            result = self._do(action)
             if progress is not None:
                 progress(result)
-            if result.step == "done":
-                break
         return self.store.iterations()
 
     def run_iteration(self) -> IterationRecord | None:
         """Finish the current iteration, or do one more (query, label, train)."""
-        records = self.run(1 if self.next_step() == "query" else 0)
+        last = self.last
+        records = self.run(1 if last is not None and last.status == "trained" else 0)
         return records[-1] if records else None
 
     def override(self, text_index: int, label: int) -> None:
@@ -334,7 +354,7 @@ class ActiveLearningLoop:
         if self._annotator_ready:
             return
         if self._fit_annotator:
-            y = self.store.get_array(_ANNOTATOR_FIT_Y)
+            y = self.store.annotator_fit_labels()
             if y is None:
                 y = np.full(len(self.texts), -1, dtype=int)
                 for row in self.store.annotations():
@@ -342,7 +362,7 @@ class ActiveLearningLoop:
                         y[row.text_index] = row.label
                 if not (y >= 0).any():
                     raise LoopError("no seed labels: label some texts (about 50) before running the loop")
-                self.store.put_array(_ANNOTATOR_FIT_Y, y)
+                self.store.put_annotator_fit_labels(y)
             if reads_text_member(self.annotator):
                 # The text classifier joins the panel, cross-fitted on the labels the annotator is fitted on.
                 from .text_member import add_text_member
@@ -398,9 +418,9 @@ class ActiveLearningLoop:
         n_flagged = 0
         if annotation is not None:
             y_plus = np.asarray(annotation.labels, dtype=int)
-            previous = self.store.get_array(_prediction_key(iteration - 1))
+            previous = self.store.predictions(iteration - 1)
             d_anno, w_d = discrepancy_weights(
-                None if previous is None else previous[to_label], y_plus, self.config.alpha
+                None if previous is None else previous.labels[to_label], y_plus, self.config.alpha
             )
             if not self.config.discrepancy or getattr(self.annotator, "human_labels", False):
                 w_d = np.ones(len(y_plus))
@@ -423,7 +443,7 @@ class ActiveLearningLoop:
             updated = self.store.update_iteration(iteration, status="labeled", metrics=metrics, timings={"label_s": label_s})
         return updated
 
-    def _training_set(self, iteration: int) -> dict[str, np.ndarray]:
+    def _training_set(self) -> TrainingSet:
         """L as it stands: labels, W_d, y- masks; human labels weight 1, no negatives (Eq. 9)."""
         rows = self.store.annotations()
         k = len(self.labels)
@@ -437,21 +457,21 @@ class ActiveLearningLoop:
             for row, r in enumerate(rows):
                 if not r.is_human:
                     negatives[row, list(r.negatives)] = True
-        return {"index": index, "y": y, "weight": weight, "negatives": negatives}
+        return TrainingSet(index, y, weight, negatives)
 
-    def _fit(self, iteration: int, train: Mapping[str, np.ndarray], lam: float) -> Any:
+    def _fit(self, iteration: int, train: TrainingSet, lam: float) -> Any:
         learner = self._fresh_learner_on(iteration, train, lam)
         self.learner, self._learner_iteration = learner, iteration
         return learner
 
-    def _fresh_learner_on(self, iteration: int, train: Mapping[str, np.ndarray], lam: float, rows=slice(None)) -> Any:
-        """A new learner trained on ``rows`` (default: all) of the training set ``train``."""
+    def _fresh_learner_on(self, iteration: int, train: TrainingSet, lam: float) -> Any:
+        """A new learner trained on the training set ``train``."""
         learner = self.learner_factory(iteration)
         learner.fit(
-            [self.texts[i] for i in train["index"][rows]],
-            train["y"][rows],
-            negative_mask=train["negatives"][rows],
-            sample_weight=train["weight"][rows],
+            [self.texts[i] for i in train.index],
+            train.y,
+            negative_mask=train.negatives,
+            sample_weight=train.weight,
             negative_weight=lam,
         )
         return learner
@@ -463,7 +483,7 @@ class ActiveLearningLoop:
             self.store.put_iteration(IterationRecord(iteration=0, status="labeled", lam=0.0))
         self._ensure_annotator()
         lam = self._lambda(iteration) if iteration > 0 else 0.0
-        train = self._training_set(iteration)
+        train = self._training_set()
         pending = len(self.store.overrides(pending_only=True))
         start = time.perf_counter()
         learner = self._fit(iteration, train, lam)
@@ -471,8 +491,7 @@ class ActiveLearningLoop:
         start = time.perf_counter()
         proba = np.asarray(learner.predict_proba(self.texts), dtype=np.float32)
         predict_s = time.perf_counter() - start
-        prediction = proba.argmax(axis=1)
-        metrics = self._metrics(prediction, train)
+        metrics = self._metrics(proba.argmax(axis=1), train)
         metrics["overrides_used"] = pending
         timings = {"train_s": train_s, "predict_s": predict_s}
         if not any(k.endswith("_accuracy") for k in metrics):  # no gold labels to measure on
@@ -482,18 +501,15 @@ class ActiveLearningLoop:
                 metrics.update(estimate)
                 timings["seed_cv_s"] = time.perf_counter() - start
         with self.store.transaction():
-            for part, values in train.items():
-                self.store.put_array(_train_key(iteration, part), values)
-            self.store.put_array(_prediction_key(iteration), prediction)
-            self.store.put_array(_proba_key(iteration), proba)
-            self.store.delete(_proba_key(iteration - 1))  # keep only the latest probabilities
+            self.store.put_training_set(iteration, train)
+            self.store.put_predictions(iteration, proba)
             self.store.mark_overrides_applied(iteration)
             record = self.store.update_iteration(
                 iteration, status="trained", metrics=metrics, lam=lam, timings=timings,
             )
         return record
 
-    def _seed_cv_accuracy(self, iteration: int, train: Mapping[str, np.ndarray], lam: float) -> dict[str, Any]:
+    def _seed_cv_accuracy(self, iteration: int, train: TrainingSet, lam: float) -> dict[str, Any]:
         """The estimate of this iteration's accuracy where no gold labels exist: K-fold over the seed
         labels, each fold's seeds left out of L, a fresh learner trained on the rest of L exactly as the
         AL model is, and scored on the left-out seeds (human labels it never saw). Pooled over the
@@ -501,7 +517,7 @@ class ActiveLearningLoop:
         so a held-out seed still reaches the fold's training set through them, weakly."""
         folds = self.config.seed_cv_folds
         seeds = set(self.store.seed_labels())
-        seed_rows = np.flatnonzero(np.isin(train["index"], list(seeds)))
+        seed_rows = np.flatnonzero(np.isin(train.index, list(seeds)))
         if folds == 0 or len(seed_rows) < folds:
             return {}
         from sklearn.model_selection import KFold
@@ -509,19 +525,19 @@ class ActiveLearningLoop:
         correct = 0
         splitter = KFold(folds, shuffle=True, random_state=self.config.random_state)
         for _, held_out in splitter.split(seed_rows):
-            keep = np.ones(len(train["index"]), dtype=bool)
+            keep = np.ones(len(train), dtype=bool)
             keep[seed_rows[held_out]] = False
-            learner = self._fresh_learner_on(iteration, train, lam, keep)
-            rows = seed_rows[held_out]
-            predicted = np.asarray(learner.predict_proba([self.texts[i] for i in train["index"][rows]])).argmax(axis=1)
-            correct += int((predicted == train["y"][rows]).sum())
+            learner = self._fresh_learner_on(iteration, train.rows(keep), lam)
+            left_out = train.rows(seed_rows[held_out])
+            predicted = np.asarray(learner.predict_proba([self.texts[i] for i in left_out.index])).argmax(axis=1)
+            correct += int((predicted == left_out.y).sum())
         low, high = wilson_interval(correct, len(seed_rows))
         return {"seed_cv_accuracy": correct / len(seed_rows), "seed_cv_low": low, "seed_cv_high": high,
                 "seed_cv_n": int(len(seed_rows)), "seed_cv_folds": folds}
 
-    def _metrics(self, prediction: np.ndarray, train: Mapping[str, np.ndarray]) -> dict[str, Any]:
+    def _metrics(self, prediction: np.ndarray, train: TrainingSet) -> dict[str, Any]:
         k = len(self.labels)
-        metrics: dict[str, Any] = {"n_labeled": int(len(train["index"]))}
+        metrics: dict[str, Any] = {"n_labeled": len(train)}
         for split in ("validation", "test"):
             members = np.flatnonzero((self.splits == split) & (self.gold >= 0))
             if len(members):
@@ -536,8 +552,8 @@ class ActiveLearningLoop:
         """The AL model trained at ``iteration``, re-trained from its stored training set after a restart."""
         if self.learner is not None and self._learner_iteration == iteration:
             return self.learner
-        train = {part: self.store.get_array(_train_key(iteration, part)) for part in ("index", "y", "weight", "negatives")}
-        if any(v is None for v in train.values()):
+        train = self.store.training_set(iteration)
+        if train is None:
             raise StoreError(f"the training set of iteration {iteration} is missing from the store")
         record = self.store.iteration(iteration)
         return self._fit(iteration, train, record.lam or 0.0)
@@ -545,12 +561,8 @@ class ActiveLearningLoop:
     # ------------------------------------------------------------------ results
     def latest_proba(self) -> np.ndarray | None:
         """The latest AL model's class probabilities on every text (n, K), if trained."""
-        last = self.store.last_iteration()
-        for iteration in range(last.iteration if last else -1, -1, -1):
-            proba = self.store.get_array(_proba_key(iteration))
-            if proba is not None:
-                return proba
-        return None
+        latest = self.store.latest_predictions()
+        return None if latest is None else latest.proba
 
     def results(self) -> dict[str, Any]:
         """The run as plain data (JSON-ready): config, and per iteration what was recorded."""

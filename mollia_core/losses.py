@@ -67,20 +67,21 @@ def robust_loss(
     return (ce + negative_weight * l_neg).mean()
 
 
-def lambda_schedule(iteration: int, n_iterations: int, start: float = 0.4, end: float = 1.0) -> float:
+def lambda_schedule(iteration: int, planned_iterations: int, start: float = 0.4, end: float = 1.0) -> float:
     """The negative-learning weight lambda of Eq. 9 at a 0-based AL ``iteration``.
 
-    Linear from ``start`` at the first iteration (0) to ``end`` at the last (``n_iterations - 1``);
-    iterations past the planned last one (a user who keeps going) stay at ``end``.
+    Linear from ``start`` at the first iteration (0) to ``end`` at the last planned one
+    (``planned_iterations - 1``); iterations past the plan (a user who keeps going) stay at ``end``.
     """
-    if n_iterations < 1:
-        raise ValueError(f"n_iterations must be at least 1, got {n_iterations}")
+    if planned_iterations < 1:
+        raise ValueError(f"planned_iterations must be at least 1, got {planned_iterations}")
     if iteration < 0:
         raise ValueError(f"iteration is 0-based and cannot be negative, got {iteration}")
-    if n_iterations == 1:
+    if iteration >= planned_iterations:
+        return float(end)
+    if planned_iterations == 1:
         return float(start)
-    fraction = min(iteration, n_iterations - 1) / (n_iterations - 1)
-    return float(start + (end - start) * fraction)
+    return float(start + (end - start) * iteration / (planned_iterations - 1))
 
 
 def discrepancy_weights(

@@ -43,14 +43,21 @@ Schema (version ``SCHEMA_VERSION``)
     the human overrides, in order; ``applied_iteration`` is the first training
     that used it (NULL while pending).
 ``arrays(name PK, data BLOB, updated_at)`` / ``blobs(name PK, data BLOB, info JSON, updated_at)``
-    named numpy arrays (``.npy`` bytes) and opaque byte artifacts (models).
+    named numpy arrays (``.npy`` bytes) and opaque byte artifacts (models). MoLAM's latest fit
+    (``AnnotationResult``) is kept as arrays behind ``put_annotation_result``/``annotation_result``.
 
 The AL loop (``mollia_core.loop``) keeps its settings under ``settings['loop']`` (the
-``LoopConfig``) and ``settings['loop_annotator']``, and its arrays under ``loop/``: the labels the
-annotator was fitted on (``loop/annotator_fit_y``), each training's set
-(``loop/train/<t>/{index,y,weight,negatives}``), each model's predicted label per text
-(``loop/prediction/<t>``, what d_anno of iteration t+1 compares with) and the latest model's
-class probabilities (``loop/proba/<t>``).
+``LoopConfig``) and ``settings['loop_annotator']``, and its state behind typed methods (the array
+names under ``loop/`` are this module's own):
+
+- ``put_annotator_fit_labels(y)`` / ``annotator_fit_labels() -> ndarray | None``: the human labels
+  (per text, -1 for none) the loop's annotator was fitted on, so a resumed run refits it identically;
+- ``put_training_set(iteration, TrainingSet)`` / ``training_set(iteration) -> TrainingSet | None``:
+  L as the training of that iteration used it (text indices, labels, W_d, y- masks; Eq. 9);
+- ``put_predictions(iteration, proba)`` / ``predictions(iteration) -> Predictions | None`` /
+  ``latest_predictions() -> Predictions | None``: the AL model of an iteration on every text. Its
+  predicted labels are kept for every iteration (d_anno of iteration t+1 compares with those of t,
+  Eq. 7), its class probabilities for the latest iteration only.
 
 Public API
 ----------
@@ -62,9 +69,10 @@ refuses to create). Settings: ``get_setting``, ``set_setting``,
 ``evidence``, ``evidence_models``, ``evidence_coverage``, ``evidence_indices``,
 ``delete_evidence_model``. Labels:
 ``set_seed_labels``, ``seed_labels``, ``put_annotations``, ``annotations``,
-``annotation``, ``labeled_indices``. Loop: ``put_iteration``,
+``annotation``, ``labeled_indices``. MoLAM's fit: ``put_annotation_result``,
+``annotation_result``, ``has_annotation_result``. Loop: ``put_iteration``,
 ``update_iteration``, ``iterations``, ``iteration``, ``last_iteration``,
-``clear_loop``. Overrides: ``add_override``, ``overrides``,
+``clear_loop``, and the loop state above. Overrides: ``add_override``, ``overrides``,
 ``mark_overrides_applied``. Artifacts: ``put_array``/``get_array``,
 ``put_blob``/``get_blob``. Grouping: ``with store.transaction(): ...`` makes
 several writes one atomic commit. Projects folder: ``projects_dir``,
@@ -75,6 +83,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import sqlite3
 import threading
 from contextlib import contextmanager
@@ -207,6 +216,54 @@ class IterationRecord:
 
 
 @dataclass(frozen=True)
+class TrainingSet:
+    """L as one training of the AL model used it (Eq. 9), one row per labeled text: the text indices,
+    their labels ``y``, the weights W_d (``weight``) and the y- masks (``negatives``, (n, K) bool)."""
+
+    index: np.ndarray
+    y: np.ndarray
+    weight: np.ndarray
+    negatives: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def rows(self, selection: np.ndarray | slice) -> "TrainingSet":
+        """The training set restricted to ``selection`` (a boolean mask, indices or a slice of rows)."""
+        return TrainingSet(self.index[selection], self.y[selection], self.weight[selection], self.negatives[selection])
+
+
+@dataclass(frozen=True)
+class Predictions:
+    """The AL model of one iteration on every text: predicted label (n,) and class probabilities
+    (n, K; None for any but the latest iteration, whose probabilities alone are kept)."""
+
+    iteration: int
+    labels: np.ndarray
+    proba: np.ndarray | None
+
+
+_LOOP_ARRAY_PREFIX = "loop/"
+_ANNOTATOR_FIT_LABELS = "loop/annotator_fit_y"
+_TRAINING_SET_PARTS = ("index", "y", "weight", "negatives")
+
+
+def _training_set_name(iteration: int, part: str) -> str:
+    return f"loop/train/{int(iteration)}/{part}"
+
+
+def _predicted_labels_name(iteration: int) -> str:
+    return f"loop/prediction/{int(iteration)}"
+
+
+_PROBA_PREFIX = "loop/proba/"
+
+
+def _proba_name(iteration: int) -> str:
+    return f"{_PROBA_PREFIX}{int(iteration)}"
+
+
+@dataclass(frozen=True)
 class OverrideRecord:
     """A human override of one text's label, time-stamped."""
 
@@ -216,6 +273,30 @@ class OverrideRecord:
     new_label: int
     created_at: str
     applied_iteration: int | None
+
+
+@dataclass(frozen=True)
+class AnnotationResult:
+    """MoLAM's latest fit, over every text in text order (what ``put_annotation_result`` stores).
+
+    labels / probability / proba / negatives: y+, its probability, the class probabilities and the
+    y- mask (Eq. 4-6); vote / mean: majority vote's and the mean probability's label, shown beside it;
+    text_member_proba: the text classifier's probabilities when the fit read it (None otherwise);
+    fit_y: the human labels it was fitted on (label index, -1 for the rest; None in older projects).
+    """
+
+    labels: np.ndarray
+    probability: np.ndarray
+    proba: np.ndarray
+    negatives: np.ndarray
+    vote: np.ndarray
+    mean: np.ndarray
+    text_member_proba: np.ndarray | None = None
+    fit_y: np.ndarray | None = None
+
+
+_ANNOTATION_ARRAY_PREFIX = "annotation/"
+_ANNOTATION_ARRAYS = ("labels", "probability", "proba", "negatives", "vote", "mean", "text_member_proba", "fit_y")
 
 
 def now() -> str:
@@ -234,8 +315,12 @@ def array_from_bytes(data: bytes) -> np.ndarray:
 
 
 def projects_dir() -> Path:
-    """The default projects folder, ``$MOLLIA_HOME/projects``."""
-    folder = data_home() / "projects"
+    """The folder that holds one ``<name>.mollia.sqlite`` per project.
+
+    ``MOLLIA_PROJECTS_DIR`` overrides the default ``<MoLLIA home>/projects``.
+    """
+    override = os.environ.get("MOLLIA_PROJECTS_DIR")
+    folder = Path(override) if override else data_home() / "projects"
     folder.mkdir(parents=True, exist_ok=True)
     return folder
 
@@ -681,6 +766,31 @@ class ProjectStore:
     def n_labeled(self) -> int:
         return self._query("SELECT COUNT(*) FROM annotations")[0][0]
 
+    # ------------------------------------------------------------------ MoLAM's annotation of every text
+    def put_annotation_result(self, result: AnnotationResult) -> None:
+        """Store MoLAM's latest fit (replacing the previous one) in one commit."""
+        with self.transaction():
+            for name in _ANNOTATION_ARRAYS:
+                value = getattr(result, name)
+                key = _ANNOTATION_ARRAY_PREFIX + name
+                if value is None:
+                    self.delete(key)
+                else:
+                    self.put_array(key, np.asarray(value))
+
+    def annotation_result(self) -> AnnotationResult | None:
+        """MoLAM's latest fit, or None before the first one."""
+        arrays = {name: self.get_array(_ANNOTATION_ARRAY_PREFIX + name) for name in _ANNOTATION_ARRAYS}
+        if arrays["labels"] is None:
+            return None
+        text_member = arrays["text_member_proba"]
+        if text_member is not None and len(text_member) != len(arrays["labels"]):
+            text_member = None  # older projects stored an empty array for a fit without the text member
+        return AnnotationResult(**{**arrays, "text_member_proba": text_member})
+
+    def has_annotation_result(self) -> bool:
+        return bool(self._query("SELECT 1 FROM arrays WHERE name=?", (_ANNOTATION_ARRAY_PREFIX + "labels",)))
+
     # ------------------------------------------------------------------ iterations
     def put_iteration(self, record: IterationRecord) -> None:
         """Insert or replace one iteration's row."""
@@ -754,8 +864,50 @@ class ProjectStore:
             conn.execute("DELETE FROM iterations")
             conn.execute("DELETE FROM annotations WHERE source NOT IN (?, ?)", HUMAN_SOURCES)
             conn.execute("UPDATE overrides SET applied_iteration=NULL")
-            conn.execute("DELETE FROM arrays WHERE name LIKE 'loop/%'")
-            conn.execute("DELETE FROM blobs WHERE name LIKE 'loop/%'")
+            conn.execute("DELETE FROM arrays WHERE name LIKE ?", (_LOOP_ARRAY_PREFIX + "%",))
+            conn.execute("DELETE FROM blobs WHERE name LIKE ?", (_LOOP_ARRAY_PREFIX + "%",))
+
+    # ------------------------------------------------------------------ the loop's state
+    def put_annotator_fit_labels(self, y: np.ndarray) -> None:
+        """The human labels (label index per text, -1 for none) the loop's annotator was fitted on."""
+        self.put_array(_ANNOTATOR_FIT_LABELS, np.asarray(y, dtype=int))
+
+    def annotator_fit_labels(self) -> np.ndarray | None:
+        return self.get_array(_ANNOTATOR_FIT_LABELS)
+
+    def put_training_set(self, iteration: int, training_set: TrainingSet) -> None:
+        """L as the training of ``iteration`` used it (one commit)."""
+        with self.transaction():
+            for part in _TRAINING_SET_PARTS:
+                self.put_array(_training_set_name(iteration, part), getattr(training_set, part))
+
+    def training_set(self, iteration: int) -> TrainingSet | None:
+        """The training set of ``iteration``, or None if it was not stored (or only in part)."""
+        parts = {part: self.get_array(_training_set_name(iteration, part)) for part in _TRAINING_SET_PARTS}
+        if any(values is None for values in parts.values()):
+            return None
+        return TrainingSet(**parts)
+
+    def put_predictions(self, iteration: int, proba: np.ndarray) -> None:
+        """The AL model of ``iteration`` on every text, from its class probabilities (n, K): the
+        predicted labels are kept, the probabilities replace those of any earlier iteration."""
+        proba = np.asarray(proba)
+        with self.transaction() as conn:
+            self.put_array(_predicted_labels_name(iteration), proba.argmax(axis=1))
+            conn.execute("DELETE FROM arrays WHERE name LIKE ?", (_PROBA_PREFIX + "%",))
+            self.put_array(_proba_name(iteration), proba)
+
+    def predictions(self, iteration: int) -> Predictions | None:
+        labels = self.get_array(_predicted_labels_name(iteration))
+        if labels is None:
+            return None
+        return Predictions(int(iteration), labels, self.get_array(_proba_name(iteration)))
+
+    def latest_predictions(self) -> Predictions | None:
+        """The predictions of the latest iteration whose probabilities are stored (None before any)."""
+        names = self._query("SELECT name FROM arrays WHERE name LIKE ?", (_PROBA_PREFIX + "%",))
+        iterations = [int(name[len(_PROBA_PREFIX):]) for (name,) in names]
+        return self.predictions(max(iterations)) if iterations else None
 
     # ------------------------------------------------------------------ overrides
     def add_override(self, text_index: int, label: int) -> OverrideRecord:

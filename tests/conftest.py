@@ -1,5 +1,9 @@
 """Shared fixtures. The paper's evidence is read from ../shared/data/paper-evidence (never copied).
 
+A test that needs that data is marked ``needs_shared``: using the ``trec`` or ``imdb`` fixture (directly
+or through another fixture) marks it automatically, a test reading the folder itself carries the marker.
+Without the data those tests are skipped, naming the folder and how to provide it; the others still run.
+
 Tests leave the machine as they found it: MoLLIA's state (projects, evidence cache, embeddings) and
 matplotlib's font cache go to a temporary folder for the whole session, never to the user's home.
 """
@@ -19,24 +23,55 @@ from mollia_core.evidence import load_paper_evidence  # noqa: E402
 from mollia_core.paths import paper_evidence_dir  # noqa: E402
 
 
-def _require_paper_evidence(name: str):
-    directory = paper_evidence_dir(name)
-    if not (directory / "meta_x.npy").is_file():
-        pytest.fail(
-            f"paper evidence not found at {directory}: tests expect ../shared beside the repository "
-            "(or MOLLIA_SHARED_DATA pointing at shared/data)"
-        )
-    return load_paper_evidence(directory)
+#: The paper's datasets in the shared data, each loaded by the fixture of its name: a test whose
+#: fixtures include one of them needs the shared data.
+PAPER_DATASETS = ("trec", "imdb")
+
+
+def missing_shared_data() -> str | None:
+    """Why the shared data tests cannot run here, or None when it is all present."""
+    missing = [str(paper_evidence_dir(name) / "meta_x.npy") for name in PAPER_DATASETS
+               if not (paper_evidence_dir(name) / "meta_x.npy").is_file()]
+    if not missing:
+        return None
+    return ("needs ../shared/data/paper-evidence beside the repository (MOLLIA_SHARED_DATA overrides "
+            f"../shared/data); not found: {', '.join(missing)}")
+
+
+@pytest.hookimpl(tryfirst=True)  # before `-m` selects on the markers added here
+def pytest_collection_modifyitems(config, items):
+    reason = missing_shared_data()
+    for item in items:
+        if set(PAPER_DATASETS) & set(item.fixturenames):
+            item.add_marker(pytest.mark.needs_shared)
+        if reason and item.get_closest_marker("needs_shared"):
+            item.add_marker(pytest.mark.skip(reason=reason))
+
+
+def _paper_dataset(name: str):
+    reason = missing_shared_data()
+    if reason:  # reached only through request.getfixturevalue, which the marker cannot see
+        pytest.skip(reason)
+    return load_paper_evidence(paper_evidence_dir(name))
 
 
 @pytest.fixture(scope="session")
 def trec():
-    return _require_paper_evidence("trec")
+    return _paper_dataset("trec")
 
 
 @pytest.fixture(scope="session")
 def imdb():
-    return _require_paper_evidence("imdb")
+    return _paper_dataset("imdb")
+
+
+@pytest.fixture
+def projects(tmp_path, monkeypatch, mollia_home):
+    """An empty projects folder (``MOLLIA_PROJECTS_DIR``) for the dashboard's tests."""
+    folder = tmp_path / "projects"
+    folder.mkdir()
+    monkeypatch.setenv("MOLLIA_PROJECTS_DIR", str(folder))
+    return folder
 
 
 @pytest.fixture(scope="session", autouse=True)

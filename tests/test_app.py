@@ -6,64 +6,21 @@ LLM evidence (replayed); pages that fit MoLAM or run iterations are in test_app_
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import pandas as pd
 import pytest
-from streamlit.testing.v1 import AppTest
 
-from mollia_core.display import WORD_JOINER, markdown_text
+from app_helpers import app, assert_no_exception, error_markdown, errors, shown, upload
+from mollia_core.display import markdown_text
 from mollia_core.project import AnnotatorSpec, Project
 from mollia_core.store import StoreError
 from project_helpers import INJECTIONS, trec_frame, trec_records
 
-TIMEOUT = 60
-
-
-@pytest.fixture
-def projects(tmp_path, monkeypatch, mollia_home):
-    folder = tmp_path / "projects"
-    monkeypatch.setenv("MOLLIA_PROJECTS_DIR", str(folder))
-    return folder
-
-
-def app(project: str | None = None, page: str | None = None) -> AppTest:
-    at = AppTest.from_file("../app.py", default_timeout=TIMEOUT)
-    if project:
-        at.session_state["project_name"] = project
-    if page:
-        at.switch_page(page)
-    return at.run()
-
-
-def errors(at: AppTest) -> list[str]:
-    """The error messages as the user reads them (the page escapes them for Markdown)."""
-    return [shown(e.value) for e in at.error]
-
-
-def error_markdown(at: AppTest) -> list[str]:
-    """The error messages as the page hands them to Streamlit's Markdown."""
-    return [e.value for e in at.error]
-
-
-def shown(markdown: str) -> str:
-    """What the user reads of escaped Markdown: the punctuation itself, without the invisible joiners."""
-    return re.sub(r"\\([!-/:-@\[-`{-~])", r"\1", markdown).replace(WORD_JOINER, "")
-
-
-def assert_no_exception(at: AppTest) -> None:
-    assert not at.exception, [e.value for e in at.exception]
-
-
-def upload(at: AppTest, name: str, content: bytes) -> AppTest:
-    at.file_uploader(key="data_upload").set_value((name, content, "text/csv"))
-    return at.run()
-
 
 def test_without_a_project_every_page_asks_to_open_one(projects):
-    for page in ("views/1_data.py", "views/2_annotators.py", "views/3_molam.py", "views/4_active_learning.py",
-                 "views/5_review.py", "views/6_export.py"):
+    for page in ("pages/1_data.py", "pages/2_annotators.py", "pages/3_molam.py", "pages/4_active_learning.py",
+                 "pages/5_review.py", "pages/6_export.py"):
         at = app(page=page)
         assert_no_exception(at)
         assert any("Open or create a project" in i.value for i in at.info), page
@@ -168,7 +125,7 @@ def _replayed(trec, name="rev", n=200, seeds=True) -> Project:
 
 def test_annotators_page_shows_panel_evidence_and_seed_accuracy(projects, trec):
     _replayed(trec)
-    at = app("rev", "views/2_annotators.py")
+    at = app("rev", "pages/2_annotators.py")
     assert_no_exception(at)
     status = at.dataframe[0].value
     assert list(status["texts with evidence"]) == [200, 200, 200]
@@ -181,7 +138,7 @@ def test_annotators_page_shows_panel_evidence_and_seed_accuracy(projects, trec):
 
 def test_annotators_page_bad_template_is_an_error(projects, trec):
     _replayed(trec, seeds=False)
-    at = app("rev", "views/2_annotators.py")
+    at = app("rev", "pages/2_annotators.py")
     at.text_area(key="template_text").input("Label this: {txt}").run()
     assert_no_exception(at)
     assert any("placeholder" in e for e in errors(at)), errors(at)
@@ -189,7 +146,7 @@ def test_annotators_page_bad_template_is_an_error(projects, trec):
 
 def test_molam_page_without_seeds_says_what_to_do(projects, trec):
     _replayed(trec, seeds=False)
-    at = app("rev", "views/3_molam.py")
+    at = app("rev", "pages/3_molam.py")
     at.button[0].click().run()  # Fit MoLAM (form submit)
     assert_no_exception(at)
     assert any("no seed labels" in e for e in errors(at)), errors(at)
@@ -197,7 +154,7 @@ def test_molam_page_without_seeds_says_what_to_do(projects, trec):
 
 def test_export_page_offers_three_formats(projects, trec):
     _replayed(trec)
-    at = app("rev", "views/6_export.py")
+    at = app("rev", "pages/6_export.py")
     assert_no_exception(at)
     assert len(at.get("download_button")) == 4  # CSV, JSONL, Parquet and the metadata (JSON)
     assert any("50" in m.value for m in at.markdown)
@@ -237,7 +194,7 @@ def test_annotators_page_saves_the_panel_and_never_stores_the_api_key(projects, 
 
     project = Project.create("panel")
     project.set_dataset(trec_frame(trec, 20), "question", label_column="category")
-    at = app("panel", "views/2_annotators.py")
+    at = app("panel", "pages/2_annotators.py")
     assert any("No panel saved yet" in i.value for i in at.info)
     next(t for t in at.text_input if t.label == "Base URL").input("http://127.0.0.1:8000/v1")
     next(t for t in at.text_input if t.label == "Model name").input("qwen-7b")
@@ -288,7 +245,7 @@ def test_injected_labels_and_ids_reach_the_pages_escaped(projects):
     assert f"Text id {markdown_text(first)}" in [c.value for c in at.caption]
     buttons = {b.label for b in at.button}
     assert {f"{k + 1} · {markdown_text(label)}" for k, label in enumerate(project.labels)} <= buttons
-    at = app("inj", "views/2_annotators.py")
+    at = app("inj", "pages/2_annotators.py")
     assert_no_exception(at)
     sample = project.seed_candidates(1)[0]
     assert any(c.value.startswith(f"Preview on text {markdown_text(sample)} ") for c in at.caption)
@@ -305,7 +262,7 @@ def _raise_full_disk(*args, **kwargs):
 def test_review_page_says_the_disk_is_full_and_keeps_the_labels(projects, trec, monkeypatch):
     project = _replayed(trec)
     before = project.labeled_texts()
-    at = app("rev", "views/5_review.py")
+    at = app("rev", "pages/5_review.py")
     at.selectbox(key="review_text_-1").select(str(before["id"].iloc[0])).run()
     assert_no_exception(at)
     other = next(b for b in at.button if b.key and b.key.startswith("override_") and b.proto.type == "secondary")
@@ -319,7 +276,7 @@ def test_review_page_says_the_disk_is_full_and_keeps_the_labels(projects, trec, 
 def test_active_learning_page_says_the_disk_is_full(projects, trec, monkeypatch):
     _replayed(trec)
     monkeypatch.setattr(Project, "run_iterations", _raise_full_disk)
-    at = app("rev", "views/4_active_learning.py")
+    at = app("rev", "pages/4_active_learning.py")
     next(b for b in at.button if b.label == "Next iteration").click().run()
     assert_no_exception(at)
     assert markdown_text(FULL_DISK) in error_markdown(at)
@@ -328,7 +285,7 @@ def test_active_learning_page_says_the_disk_is_full(projects, trec, monkeypatch)
 def test_molam_page_with_few_seeds_explains_without_a_traceback(projects, trec):
     project = _replayed(trec, seeds=False)
     project.take_seeds_from_column(3)
-    at = app("rev", "views/3_molam.py")
+    at = app("rev", "pages/3_molam.py")
     at.button[0].click().run()  # Fit MoLAM (form submit)
     assert_no_exception(at)
     assert not errors(at)

@@ -6,8 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from app_helpers import app, assert_no_exception, errors
 from mollia_core.project import AnnotatorSpec, Project
-from test_app import app, assert_no_exception, errors, projects  # noqa: F401  (fixture)
 
 pytestmark = pytest.mark.slow
 
@@ -31,7 +31,7 @@ def test_annotators_page_runs_smollm2_and_stores_its_evidence(projects, prepared
     project = Project.create("embedded")
     project.set_dataset(pd.DataFrame({"text": texts}), "text", labels=["sport", "politics", "tech", "business"])
     project.set_panel([AnnotatorSpec(kind="embedded", model="smollm2-135m")])
-    at = app("embedded", "views/2_annotators.py")
+    at = app("embedded", "pages/2_annotators.py")
     assert_no_exception(at)
     start = next(b for b in at.button if b.label.startswith("Run evidence"))
     start.click().run(timeout=600)

@@ -6,15 +6,15 @@ from __future__ import annotations
 import io
 import shutil
 
+import numpy as np
 import pandas as pd
-
 import pytest
 
+from app_helpers import app, assert_no_exception, errors
 from mollia_core.export import import_labeled, to_bytes
 from mollia_core.loop import LoopConfig
 from mollia_core.project import AnnotatorSettings, AnnotatorSpec, Project
 from project_helpers import trec_frame, trec_records
-from test_app import app, assert_no_exception, errors
 
 pytestmark = pytest.mark.slow
 N, BATCH = 200, 10
@@ -40,14 +40,6 @@ def iterated(tmp_path_factory, trec):
     return folder / "template.mollia.sqlite"
 
 
-@pytest.fixture
-def projects(tmp_path, monkeypatch, mollia_home):
-    folder = tmp_path / "projects"
-    folder.mkdir()
-    monkeypatch.setenv("MOLLIA_PROJECTS_DIR", str(folder))
-    return folder
-
-
 def _copy(template, projects, name="loop") -> Project:
     shutil.copy(template, projects / f"{name}.mollia.sqlite")
     return Project.open(name)
@@ -62,7 +54,7 @@ def test_molam_page_fits_and_compares_honestly(projects, trec):
         project.set_panel(project.panel() + [spec])
         project.import_evidence_records(spec, records)
     project.take_seeds_from_column(50)
-    at = app("fit", "views/3_molam.py")
+    at = app("fit", "pages/3_molam.py")
     assert any("Not fitted yet" in i.value for i in at.info)
     at.button[0].click().run(timeout=300)
     assert_no_exception(at)
@@ -80,7 +72,7 @@ def test_molam_page_fits_and_compares_honestly(projects, trec):
 
 def test_active_learning_page_runs_the_next_iteration(iterated, projects):
     project = _copy(iterated, projects)
-    at = app("loop", "views/4_active_learning.py")
+    at = app("loop", "pages/4_active_learning.py")
     assert_no_exception(at)
     assert any("iterations done: **1**" in m.value for m in at.markdown)
     next(b for b in at.button if b.label == "Next iteration").click().run(timeout=300)
@@ -95,7 +87,7 @@ def test_active_learning_page_runs_the_next_iteration(iterated, projects):
 
 def test_active_learning_page_bad_backbone_is_an_error(iterated, projects):
     _copy(iterated, projects)
-    at = app("loop", "views/4_active_learning.py")
+    at = app("loop", "pages/4_active_learning.py")
     next(t for t in at.text_input if t.label == "Backbone").input("no-such/encoder-anywhere")
     next(b for b in at.button if b.label == "Next iteration").click().run(timeout=300)
     assert_no_exception(at)
@@ -103,22 +95,38 @@ def test_active_learning_page_bad_backbone_is_an_error(iterated, projects):
 
 
 def test_active_learning_page_switches_reach_the_loop(iterated, projects):
-    """The ablation switches (Eq. 7 discrepancy weight, Eq. 8 negative learning) are stored and used."""
+    """The ablation switches (Eq. 7 discrepancy weight, Eq. 8 negative learning) change the training set
+    the loop used. Switched on (the paper's defaults, iteration 1 of the fixture) MoLAM's labels train
+    with W_d = alpha where d_anno flagged them and with their y-; switched off on the page, the next
+    training gives the same labels weight 1 and no y-."""
     project = _copy(iterated, projects)
-    at = app("loop", "views/4_active_learning.py")
+    annotations = {row.text_index: row for row in project.store.annotations()}
+    switches_on = project.store.training_set(1)
+    rows = [annotations[i] for i in switches_on.index]
+    flagged = np.array([not r.is_human and bool(r.d_anno) for r in rows])
+    expected_negatives = np.zeros_like(switches_on.negatives)
+    for k, r in enumerate(rows):
+        if not r.is_human:
+            expected_negatives[k, list(r.negatives)] = True
+    assert flagged.any() or expected_negatives.any(), "nothing for the switches to turn off: the test would prove nothing"
+    np.testing.assert_array_equal(switches_on.weight, np.where(flagged, LoopConfig().alpha, 1.0))
+    np.testing.assert_array_equal(switches_on.negatives, expected_negatives)
+
+    at = app("loop", "pages/4_active_learning.py")
     next(c for c in at.checkbox if c.label.startswith("Negative learning")).uncheck()
     next(c for c in at.checkbox if c.label.startswith("Discrepancy weight")).uncheck()
     next(b for b in at.button if b.label == "Next iteration").click().run(timeout=300)
     assert_no_exception(at)
     assert not errors(at)
-    settings = project.store.get_setting("dashboard_loop_settings")
-    assert settings["negative_learning"] is False and settings["discrepancy"] is False
-    assert list(project.learning_curve()["iteration"]) == [0, 1, 2]
+    switches_off = project.store.training_set(2)
+    assert switches_off is not None and set(switches_on.index) < set(switches_off.index)
+    assert (switches_off.weight == 1.0).all(), switches_off.weight
+    assert not switches_off.negatives.any()
 
 
 def test_review_page_filters_shows_evidence_and_overrides(iterated, projects, trec):
     project = _copy(iterated, projects)
-    at = app("loop", "views/5_review.py")
+    at = app("loop", "pages/5_review.py")
     assert_no_exception(at)
     at.multiselect(key="f_source").select("molam").run()
     table = at.dataframe[0].value
@@ -144,7 +152,7 @@ def test_review_page_filters_shows_evidence_and_overrides(iterated, projects, tr
 def test_export_page_round_trips_after_iterations(iterated, projects):
     project = _copy(iterated, projects)
     project.override(project.labeled_texts(sources=["molam"]).iloc[0]["id"], project.labels[0])
-    at = app("loop", "views/6_export.py")
+    at = app("loop", "pages/6_export.py")
     assert_no_exception(at)
     frame = project.export_frame()
     assert frame["source"].value_counts().to_dict() == {"seed": 50, "molam": BATCH - 1, "override": 1}

@@ -29,12 +29,13 @@ TINY = {
     "dataset": {"paper_evidence": "trec", "limit": 300, "test_size": 60, "validation_size": 20},
     "seeds": {"n": 30, "random_state": 1},
     "annotator": "molam",
-    "loop": {"strategy": "coreset", "batch_size": 10, "n_iterations": 2},
+    "loop": {"strategy": "coreset", "batch_size": 10, "planned_iterations": 2},
     "output_dir": "out",
 }
 
 
 @pytest.mark.slow
+@pytest.mark.needs_shared
 def test_run_writes_results_and_plot(tmp_path):
     config = tmp_path / "tiny.json"
     config.write_text(json.dumps(TINY))
@@ -63,7 +64,7 @@ def test_run_writes_results_and_plot(tmp_path):
 def test_toml_example_config_parses():
     config = load_config(REPO / "configs" / "trec_replay.toml")
     assert config.dataset.paper_evidence == "trec" and config.dataset.test_size == 1000
-    assert config.loop.batch_size == 50 and config.loop.n_iterations == 10 and config.annotator == "molam"
+    assert config.loop.batch_size == 50 and config.loop.planned_iterations == 10 and config.annotator == "molam"
     assert config.output_path.resolve() == (REPO / "runs" / "trec_replay").resolve()
 
 
@@ -99,22 +100,24 @@ def test_csv_dataset_with_seed_column(tmp_path):
     csv.write_text(
         "id,text,gold,seed\n1,good film,pos,pos\n2,awful,neg,neg\n3,great,pos,\n4,boring,neg,\n5,fine,pos,\n"
     )
-    from mollia_core.config import prepare_store
+    from mollia_core.config import prepare_project
 
     config = parse_config(
         {"dataset": {"csv": "data.csv", "label_column": "gold", "id_column": "id"},
-         "seeds": {"column": "seed"}},
+         "seeds": {"column": "seed"}, "annotator": "vote"},
         base_dir=tmp_path,
     )
-    with prepare_store(config, tmp_path / "p.mollia.sqlite") as store:
+    project = prepare_project(config, tmp_path / "p.mollia.sqlite")
+    with project.store as store:
         assert store.labels == ("neg", "pos")
         assert store.text_ids() == ["1", "2", "3", "4", "5"]
         assert store.seed_labels() == {0: 1, 1: 0}
         assert store.gold().tolist() == [1, 0, 1, 0, 1]
-        assert store.original_columns()[0] == {"id": "1", "gold": "pos", "seed": "pos"}
+        assert store.original_columns()[0] == {"id": "1", "text": "good film", "gold": "pos", "seed": "pos"}
+        assert project.dataset_config["source_name"] == "data.csv"  # the Data page's record of the table
     bad = parse_config({"dataset": {"csv": "data.csv", "label_column": "missing"}}, base_dir=tmp_path)
     with pytest.raises(ConfigError, match="missing"):
-        prepare_store(bad, tmp_path / "q.mollia.sqlite")
+        prepare_project(bad, tmp_path / "q.mollia.sqlite")
 
 
 def test_models_prepare_reports_an_unknown_model(capsys, mollia_home):

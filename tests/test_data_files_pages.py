@@ -4,33 +4,12 @@ from __future__ import annotations
 
 import pandas as pd
 import pytest
-from streamlit.testing.v1 import AppTest
 
+from app_helpers import app, upload
 from mollia_core.display import markdown_text as shown  # what the page's Markdown holds for a message
 from mollia_core.project import Project
 
-TIMEOUT = 60
 HEADERLESS = b"The striker scored twice,sport\nShares fell,business\nNew phone,sport\n"
-
-
-@pytest.fixture
-def projects(tmp_path, monkeypatch, mollia_home):
-    folder = tmp_path / "projects"
-    monkeypatch.setenv("MOLLIA_PROJECTS_DIR", str(folder))
-    return folder
-
-
-def app(project: str, page: str | None = None) -> AppTest:
-    at = AppTest.from_file("../app.py", default_timeout=TIMEOUT)
-    at.session_state["project_name"] = project
-    if page:
-        at.switch_page(page)
-    return at.run()
-
-
-def upload(at: AppTest, name: str, content: bytes) -> AppTest:
-    at.file_uploader(key="data_upload").set_value((name, content, "text/csv"))
-    return at.run()
 
 
 def test_a_header_line_that_looks_like_data_is_pointed_out_in_the_preview(projects):
@@ -88,7 +67,7 @@ def test_the_export_page_offers_spreadsheet_safe_csv_by_default(projects):
         "text", label_column="label",
     )
     project.take_seeds_from_column(2)
-    at = app("p", "views/6_export.py")
+    at = app("p", "pages/6_export.py")
     assert not at.exception
     assert at.checkbox(key="export_neutralize_formulas").value is True
     at.checkbox(key="export_neutralize_formulas").uncheck().run()

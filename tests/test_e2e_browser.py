@@ -31,6 +31,7 @@ import pytest
 from mollia_core.display import WORD_JOINER
 from mollia_core.evidence.replay import write_evidence_jsonl
 from mollia_core.export import import_labeled
+from mollia_core.project import Project
 from project_helpers import INJECTIONS, REMOTE, trec_frame, trec_records, write_trec_files
 
 pytestmark = pytest.mark.e2e
@@ -54,10 +55,16 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def _projects_dir(tmp_path: Path) -> Path:
+    """The projects folder of the server a test starts."""
+    return tmp_path / "projects"
+
+
 @pytest.fixture
 def server(tmp_path):
+    """A fresh ``streamlit run app.py``: its first request is a cold start."""
     port = _free_port()
-    env = dict(os.environ, MOLLIA_PROJECTS_DIR=str(tmp_path / "projects"), MOLLIA_HOME=str(tmp_path / "home"),
+    env = dict(os.environ, MOLLIA_PROJECTS_DIR=str(_projects_dir(tmp_path)), MOLLIA_HOME=str(tmp_path / "home"),
                HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", PYTHONUNBUFFERED="1")
     log = (tmp_path / "streamlit.log").open("w")
     process = subprocess.Popen(
@@ -252,8 +259,8 @@ def _walk_through(page, server, trec, tmp_path) -> None:
     # 4 Active learning: batch of 20, two iterations.
     _go(page, "Active learning")
     _set_number(page, "Batch size B", BATCH)
-    _set_number(page, "N", 2)
-    page.get_by_role("button", name="Run 2 iterations").click()
+    _set_number(page, "Iterations to run now", 2)
+    page.get_by_role("button", name="Run 2 more iterations").click()
     _wait_for(page, page.get_by_text("iterations done: 2"), LONG)
     _shot(page, shots, "4-active-learning")
 
@@ -443,3 +450,77 @@ def _walk_injected(page, server, trec, tmp_path) -> None:
     _go(page, "Export")
     page.get_by_role("button", name="Download CSV").wait_for()
     _assert_inert(page)
+
+
+# ------------------------------------------------------------------------ every way in runs the app shell
+
+# Each page's title in the navigation and its URL path (Streamlit's: the file name without its number).
+PAGES = {"Data": "data", "Annotators": "annotators", "MoLAM": "molam", "Active learning": "active_learning",
+         "Review": "review", "Export": "export"}
+
+
+def _assert_in_shell(page, title: str, project: str | None) -> None:
+    """The page ``title`` is drawn inside the app shell: its page config, its navigation (not Streamlit's
+    file-name one, which would list "app"), the project selector, and ``project`` open."""
+    _wait_for(page, page.get_by_role("heading", name=title, exact=True), LONG)
+    sidebar = page.get_by_test_id("stSidebar")
+    _wait_for(page, sidebar.get_by_text(f"Open: {project}" if project else "No project open", exact=True))
+    _wait_for(page, sidebar.get_by_label("Open project"))
+    _settle(page)
+    assert page.title() == "MoLLIA"
+    navigation = page.get_by_test_id("stSidebarNav")
+    assert navigation.get_by_text("app", exact=True).count() == 0
+    # A link reads "<its icon's name>" and its title, on two lines.
+    links = [link.strip().splitlines()[-1] for link in navigation.get_by_test_id("stSidebarNavLink").all_inner_texts()]
+    assert links == list(PAGES), "the app's own navigation"
+    assert page.get_by_test_id("stException").count() == 0
+
+
+@pytest.mark.parametrize("path, title", [
+    *((url_path, title) for title, url_path in PAGES.items()),
+    # A file name is no page's URL: Streamlit says so and the shell shows the default page.
+    ("3_molam", "Data"),
+])
+def test_a_deep_link_as_a_cold_servers_first_request_runs_inside_the_app(server, recorded, tmp_path, path, title):
+    # Streamlit runs a pages/ file by itself on a cold server's first deep link (dashboard/shell.py).
+    Project.create("opened-by-link", root=_projects_dir(tmp_path))
+
+    def walk(page) -> None:
+        page.goto(f"{server}/{path}?project=opened-by-link")
+        if path not in PAGES.values():
+            dialog = page.get_by_role("dialog")
+            dialog.get_by_text("Page not found").wait_for(timeout=LONG)
+            page.keyboard.press("Escape")
+            dialog.wait_for(state="hidden")
+        _assert_in_shell(page, title, "opened-by-link")
+
+    _run_recorded(recorded, tmp_path, walk)
+
+
+def test_the_open_project_survives_a_reload_and_travels_in_links(server, recorded, tmp_path):
+    for name in ("alpha", "beta"):
+        Project.create(name, root=_projects_dir(tmp_path))
+
+    def walk(page) -> None:
+        page.goto(server)
+        _assert_in_shell(page, "Data", None)
+        _choose(page, "Open project", "alpha")
+        page.get_by_text("Open: alpha", exact=True).wait_for()
+        assert urllib.parse.urlsplit(page.url).query == "project=alpha"
+
+        page.reload()  # a new session, that knows only the URL
+        _assert_in_shell(page, "Data", "alpha")
+        _go(page, "Review")  # every page keeps the project in its URL
+        _settle(page)
+        assert page.url == f"{server}/review?project=alpha"
+
+        page.goto(f"{server}/export?project=beta")  # a link to another page, another project
+        _assert_in_shell(page, "Export", "beta")
+
+        page.goto(f"{server}/molam?project=gone")
+        _assert_in_shell(page, "MoLAM", None)
+        warning = _read(page.get_by_test_id("stAlertContentWarning").first.inner_text())
+        assert "The link names the project 'gone', which is not in" in warning, warning
+        assert "project=" not in page.url
+
+    _run_recorded(recorded, tmp_path, walk)

@@ -8,6 +8,7 @@ paper's TREC evidence.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import signal
@@ -98,7 +99,7 @@ def tiny_store(path: Path, n: int = 8) -> ProjectStore:
 
 
 def make_loop(store, annotator, defaults, **config):
-    config = LoopConfig(**{"batch_size": 2, "n_iterations": 3, **config})
+    config = LoopConfig(**{"batch_size": 2, "planned_iterations": 3, **config})
     return ActiveLearningLoop(
         store, annotator, config, annotator_name="molam",
         learner_factory=lambda it: TableLearner(it, defaults), strategy=FirstInPool(),
@@ -174,7 +175,7 @@ def test_switches_turn_off_negative_learning_and_the_discrepancy_weight(tmp_path
 def test_metrics_on_test_split_and_agreement_on_pool(tmp_path):
     store = tiny_store(tmp_path / "p.sqlite", n=9)
     store.set_splits({6: "test", 7: "test", 8: "validation"})
-    loop = make_loop(store, TableAnnotator({str(i): 0 for i in range(9)}), {0: 0}, n_iterations=1)
+    loop = make_loop(store, TableAnnotator({str(i): 0 for i in range(9)}), {0: 0}, planned_iterations=1)
     loop.run()
     metrics = store.iteration(0).metrics
     # Model 0 predicts 'a' everywhere unlabeled; gold of 6, 7 is a, b -> accuracy 0.5; of 8 ('c') 0.
@@ -196,7 +197,7 @@ def test_without_gold_the_curve_is_scored_on_seed_labels_the_model_did_not_see(t
     # seeds into training would score 10 / 10.
     seeds = {i: (0 if i < 4 else 1 + i % 2) for i in range(10)}
     store = seeded_store(tmp_path / "p.sqlite", seeds)
-    make_loop(store, TableAnnotator({str(i): 2 for i in range(14)}), {0: 0, 1: 0}, n_iterations=1).run()
+    make_loop(store, TableAnnotator({str(i): 2 for i in range(14)}), {0: 0, 1: 0}, planned_iterations=1).run()
     for iteration in (0, 1):
         metrics = store.iteration(iteration).metrics
         assert metrics["seed_cv_accuracy"] == pytest.approx(0.4) and metrics["seed_cv_n"] == 10
@@ -216,9 +217,9 @@ def test_seed_estimate_is_left_out_where_gold_exists_or_when_turned_off(tmp_path
     seeds = {i: i % 3 for i in range(10)}
     with_gold = seeded_store(tmp_path / "gold.sqlite", seeds)
     with_gold.set_splits({12: "validation", 13: "validation"})
-    make_loop(with_gold, TableAnnotator({str(i): 0 for i in range(14)}), {0: 0}, n_iterations=0).run()
+    make_loop(with_gold, TableAnnotator({str(i): 0 for i in range(14)}), {0: 0}, planned_iterations=0).run()
     off = seeded_store(tmp_path / "off.sqlite", seeds)
-    make_loop(off, TableAnnotator({str(i): 0 for i in range(14)}), {0: 0}, n_iterations=0, seed_cv_folds=0).run()
+    make_loop(off, TableAnnotator({str(i): 0 for i in range(14)}), {0: 0}, planned_iterations=0, seed_cv_folds=0).run()
     for store in (with_gold, off):
         assert "seed_cv_accuracy" not in store.iteration(0).metrics
     assert "validation_accuracy" in with_gold.iteration(0).metrics
@@ -233,7 +234,7 @@ def test_resume_between_every_step_gives_the_uninterrupted_run(tmp_path):
     straight = tiny_store(tmp_path / "a.sqlite")
     make_loop(straight, TableAnnotator(labels), defaults).run()
     interrupted = tiny_store(tmp_path / "b.sqlite")
-    interrupted.set_setting("loop", LoopConfig(batch_size=2, n_iterations=3).to_dict())  # resume reads it
+    interrupted.set_setting("loop", LoopConfig(batch_size=2, planned_iterations=3).to_dict())  # resume reads it
     steps = 0
     while True:  # a new process (new loop object, new connection) after every step
         store = ProjectStore.open(tmp_path / "b.sqlite")
@@ -250,6 +251,132 @@ def test_resume_between_every_step_gives_the_uninterrupted_run(tmp_path):
     assert [r.queried for r in interrupted.iterations()] == [r.queried for r in straight.iterations()]
     interrupted.close()
     straight.close()
+
+
+def _resumed(path: Path, annotator, defaults, **kwargs) -> tuple[ProjectStore, ActiveLearningLoop]:
+    """The loop as a new process (a restarted server) finds it: a new connection, the stored settings."""
+    store = ProjectStore.open(path)
+    loop = ActiveLearningLoop.resume(
+        store, annotator, learner_factory=lambda it: TableLearner(it, defaults), strategy=FirstInPool(), **kwargs
+    )
+    return store, loop
+
+
+def test_lambda_follows_the_plan_across_a_restart_and_stays_at_lambda_end_past_it(tmp_path):
+    """10 planned iterations run as 3, then (a new process, as after a server restart) 7, train with the
+    lambdas of 10 in one go; "run 5 more" past the plan trains with lambda_end, and the plan is never changed."""
+    labels = {str(i): i % 3 for i in range(40)}
+    straight = tiny_store(tmp_path / "straight.sqlite", n=40)
+    make_loop(straight, TableAnnotator(labels), {}, planned_iterations=10).run(10)
+    straight_fits = [(f["iteration"], f["lambda"]) for f in TableLearner.fits]
+
+    TableLearner.fits = []
+    first = tiny_store(tmp_path / "restarted.sqlite", n=40)
+    make_loop(first, TableAnnotator(labels), {}, planned_iterations=10).run(3)
+    first.close()
+    store, loop = _resumed(tmp_path / "restarted.sqlite", TableAnnotator(labels), {})
+    loop.run(7)
+    lambdas = {r.iteration: r.lam for r in store.iterations()}
+    assert lambdas == {r.iteration: r.lam for r in straight.iterations()}
+    assert [lambdas[t] for t in range(11)] == pytest.approx([0.0] + [0.4 + 0.6 * t / 9 for t in range(10)])
+    # The trainings used them: the resumed process re-trained iteration 3's model (for its query) with its lambda.
+    assert sorted(set((f["iteration"], f["lambda"]) for f in TableLearner.fits)) == sorted(set(straight_fits))
+
+    TableLearner.fits = []
+    loop.run(5)
+    past_plan = [r for r in store.iterations() if r.iteration > 10]
+    assert [r.iteration for r in past_plan] == [11, 12, 13, 14, 15]
+    assert [r.lam for r in past_plan] == [1.0] * 5  # not 0.4 + 0.6 * 10 / 14 = 0.83 of a plan stretched to 15
+    assert {f["lambda"] for f in TableLearner.fits if f["iteration"] > 10} == {1.0}
+    assert loop.config.planned_iterations == 10 and store.get_setting("loop")["planned_iterations"] == 10
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        loop.config.planned_iterations = 15
+    store.close()
+    straight.close()
+
+
+def test_run_without_a_count_goes_to_the_plan_and_step_stops_there(tmp_path):
+    store = tiny_store(tmp_path / "p.sqlite", n=12)
+    loop = make_loop(store, TableAnnotator({str(i): 0 for i in range(12)}), {}, planned_iterations=2)
+    loop.run()
+    assert [r.iteration for r in store.iterations()] == [0, 1, 2]
+    assert loop.step().step == "done" and loop.run() == store.iterations()
+    loop.run(1)  # one more past the plan, when asked
+    assert store.last_iteration().iteration == 3 and store.last_iteration().lam == 1.0
+
+
+def test_old_name_n_iterations_is_read_from_project_files_and_configs(tmp_path):
+    from mollia_core.config import ConfigError, parse_config
+
+    assert LoopConfig.from_dict({"n_iterations": 4, "batch_size": 7}) == LoopConfig(planned_iterations=4, batch_size=7)
+    with pytest.raises(LoopError, match=r"unknown loop setting\(s\) \['n_iterations'\]"):
+        LoopConfig.from_dict({"n_iterations": 4, "planned_iterations": 5})
+    config = parse_config({"dataset": {"paper_evidence": "trec"}, "loop": {"n_iterations": 4}})
+    assert config.loop.planned_iterations == 4
+    with pytest.raises(ConfigError, match="n_iterations"):
+        parse_config({"dataset": {"paper_evidence": "trec"}, "loop": {"n_iterations": 4, "planned_iterations": 5}})
+    # A project file written before the rename: the stored loop setting still says n_iterations.
+    store = tiny_store(tmp_path / "old.sqlite")
+    settings = LoopConfig(batch_size=2, planned_iterations=1).to_dict()
+    settings["n_iterations"] = settings.pop("planned_iterations")
+    store.set_setting("loop", settings)
+    store.close()
+    store, loop = _resumed(tmp_path / "old.sqlite", TableAnnotator({str(i): 0 for i in range(8)}), {})
+    assert loop.config.planned_iterations == 1
+    loop.run()
+    assert [r.iteration for r in store.iterations()] == [0, 1]
+    store.close()
+
+
+class PrefittedAnnotator(TableAnnotator):
+    """Stands for an annotator fitted before the loop (the project's one MoLAM fit): fit does nothing
+    but count; annotate hands out the fit's outputs for the texts asked about."""
+
+    def __init__(self, labels: dict[str, int], negatives: dict[str, list[int]] | None = None):
+        super().__init__(labels, negatives)
+        self.fit_calls = 0
+
+    def fit(self, evidence, y):
+        self.fit_calls += 1
+        return self
+
+
+def test_an_already_fitted_annotator_is_used_as_it_is(tmp_path):
+    labels = {str(i): (i + 1) % 3 for i in range(10)}
+    store = tiny_store(tmp_path / "p.sqlite", n=10)
+    annotator = PrefittedAnnotator(labels, negatives={"2": [0]})
+    loop = ActiveLearningLoop(
+        store, annotator, LoopConfig(batch_size=2, planned_iterations=3), fit_annotator=False,
+        learner_factory=lambda it: TableLearner(it, {}), strategy=FirstInPool(),
+    )
+    loop.run(2)
+    store.close()
+    store, resumed = _resumed(tmp_path / "p.sqlite", annotator, {}, fit_annotator=False)
+    resumed.run(1)
+    assert annotator.fit_calls == 0
+    rows = [r for r in store.annotations() if r.source == "molam"]
+    assert [(r.text_index, r.label, r.iteration) for r in rows] == [(i, labels[str(i)], 1 + (i - 2) // 2) for i in range(2, 8)]
+    assert store.annotation(2).negatives == (0,)
+    # Every model predicts 'a' off its training texts: W_d against the annotator's labels, and the
+    # agreement on the pool (texts 8, 9, labeled 'a' and 'b' by the annotator).
+    disagree = [labels[str(r.text_index)] != 0 for r in rows]
+    assert [(r.d_anno, r.weight) for r in rows] == [(flag, 0.5 if flag else 1.0) for flag in disagree]
+    assert store.iteration(3).metrics["annotator_agreement"] == 0.5
+    store.close()
+
+    # Left to the loop to fit, an annotator whose fit does nothing is still fitted once per loop.
+    default = PrefittedAnnotator(labels)
+    make_loop(tiny_store(tmp_path / "q.sqlite", n=10), default, {}).run(2)
+    assert default.fit_calls == 1
+
+
+def test_the_gold_oracle_labels_like_a_human(tmp_path):
+    store = tiny_store(tmp_path / "p.sqlite")
+    oracle = GoldOracle({str(i): i % 3 for i in range(8)}, len(LABELS))
+    make_loop(store, oracle, {0: 2}, planned_iterations=1).run()
+    rows = [r for r in store.annotations() if r.iteration == 1]
+    assert [(r.text_index, r.label, r.weight, r.negatives) for r in rows] == [(2, 2, 1.0, ()), (3, 0, 1.0, ())]
+    assert [r.d_anno for r in rows] == [False, True]  # iteration 0's model says 'c' off its seeds
 
 
 def test_gold_oracle_and_errors(tmp_path):
@@ -294,6 +421,7 @@ sys.exit(cli.main(sys.argv[2:]))
 
 
 @pytest.mark.slow
+@pytest.mark.needs_shared
 def test_kill_9_mid_iteration_then_resume_loses_nothing(tmp_path):
     """A real run (MoLAM on the paper's TREC evidence, the real encoder and strategy) in a subprocess is
     killed with SIGKILL while an iteration is half done, after a human override was committed from
@@ -305,7 +433,7 @@ def test_kill_9_mid_iteration_then_resume_loses_nothing(tmp_path):
         "dataset": {"paper_evidence": "trec", "limit": 400, "test_size": 60},
         "seeds": {"n": n_seeds, "random_state": 3},
         "annotator": "molam",
-        "loop": {"strategy": "random", "batch_size": batch, "n_iterations": iterations, "random_state": 3},
+        "loop": {"strategy": "random", "batch_size": batch, "planned_iterations": iterations, "random_state": 3},
         "output_dir": "out",
     }))
     env = {**os.environ, "MOLLIA_HOME": str(tmp_path / "home"), "PYTHONPATH": str(REPO), "HF_HUB_OFFLINE": "1"}
@@ -361,33 +489,65 @@ def test_kill_9_mid_iteration_then_resume_loses_nothing(tmp_path):
     store.close()
 
 
+def _trec_project(trec, name: str, frame, n_seeds: int | None):
+    """A dashboard project on TREC questions (``frame``) with three LLMs' replayed paper evidence,
+    seeds taken from the label column, and MoLAM fitted."""
+    from mollia_core.project import AnnotatorSettings, AnnotatorSpec, Project
+    from project_helpers import trec_records
+
+    project = Project.create(name)
+    project.set_dataset(frame, "question", id_column="qid", label_column="category", labels=trec.labels)
+    evidence = trec_records(trec, len(frame), models=3)
+    specs = [AnnotatorSpec(kind="replay", model=m, path="trec.jsonl") for m in evidence]
+    project.set_panel(specs)
+    for spec, records in zip(specs, evidence.values()):
+        project.import_evidence_records(spec, records)
+    project.take_seeds_from_column(n_seeds)
+    project.fit_annotator(AnnotatorSettings(), cv=False)
+    return project
+
+
+@pytest.mark.slow
+def test_a_dashboard_project_keeps_its_lambda_schedule_across_a_server_restart(trec, tmp_path, monkeypatch):
+    """Real parts (the paper's TREC evidence replayed, MoLAM, the fast learner): a project planned for
+    10 iterations, run 3, then 7 by a new Project object on the same file (a restarted server), records
+    the lambdas of a project run 10 in one go; 5 more past the plan record lambda_end."""
+    from mollia_core.project import Project
+    from project_helpers import trec_frame
+
+    monkeypatch.setenv("MOLLIA_PROJECTS_DIR", str(tmp_path))
+    settings = LoopConfig(batch_size=5, planned_iterations=10, random_state=2)
+    straight = _trec_project(trec, "straight", trec_frame(trec, 160), 30)
+    straight.run_iterations(10, settings)
+    _trec_project(trec, "restarted", trec_frame(trec, 160), 30).run_iterations(3, settings)
+    restarted = Project.open("restarted")
+    restarted.run_iterations(7, settings)
+    lambdas = [r.lam for r in restarted.iterations()]
+    assert lambdas == [r.lam for r in straight.iterations()]
+    assert lambdas == pytest.approx([0.0] + [settings.lam(t) for t in range(1, 11)])
+    restarted.run_iterations(5, settings)
+    assert [r.lam for r in restarted.iterations()][11:] == [1.0] * 5
+
+
 @pytest.mark.slow
 def test_without_gold_the_page_plots_the_seed_estimate_named_as_an_estimate(trec, tmp_path, monkeypatch, mollia_home):
     """Real parts: TREC questions with 60 human labels (too few for a gold validation split), the paper's
     evidence, MoLAM, the fast learner on the offline encoder; then the Active learning page."""
-    from mollia_core.project import AnnotatorSettings, AnnotatorSpec, Project
-    from project_helpers import trec_frame, trec_records
-    from test_app import app, assert_no_exception
+    from app_helpers import app, assert_no_exception
+    from project_helpers import trec_frame
 
     monkeypatch.setenv("MOLLIA_PROJECTS_DIR", str(tmp_path))
     frame = trec_frame(trec, 160)
     frame.loc[60:, "category"] = ""
-    project = Project.create("nogold")
-    project.set_dataset(frame, "question", id_column="qid", label_column="category", labels=trec.labels)
+    project = _trec_project(trec, "nogold", frame, None)
     assert project.summary()["validation"] == 0
-    specs = [AnnotatorSpec(kind="replay", model=m, path="trec.jsonl") for m in trec_records(trec, 160, models=3)]
-    project.set_panel(specs)
-    for spec, records in zip(specs, trec_records(trec, 160, models=3).values()):
-        project.import_evidence_records(spec, records)
-    project.take_seeds_from_column(None)
-    project.fit_annotator(AnnotatorSettings(), cv=False)
     project.run_iterations(1, LoopConfig(batch_size=20))
     curve = project.learning_curve()
     assert curve["validation_accuracy"].isna().all()
     assert (curve["seed_cv_low"] <= curve["seed_cv_accuracy"]).all()
     assert (curve["seed_cv_accuracy"] <= curve["seed_cv_high"]).all()
     assert curve["seed_cv_accuracy"].between(0, 1).all()
-    at = app("nogold", "views/4_active_learning.py")
+    at = app("nogold", "pages/4_active_learning.py")
     assert_no_exception(at)
     chart = at.get("plotly_chart")[0].proto.spec
     assert "estimated accuracy (held-out seed labels, 95 % interval)" in chart

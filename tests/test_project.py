@@ -13,13 +13,6 @@ from mollia_core.project import AnnotatorSpec, Project, ProjectError, list_proje
 from project_helpers import trec_frame, trec_records
 
 
-@pytest.fixture
-def projects(tmp_path, monkeypatch, mollia_home):
-    folder = tmp_path / "projects"
-    monkeypatch.setenv("MOLLIA_PROJECTS_DIR", str(folder))
-    return folder
-
-
 def _with_evidence(trec, n=300) -> Project:
     project = Project.create("trec small")
     frame = trec_frame(trec, n)

@@ -217,6 +217,7 @@ def test_trec_reparsed_replay_uses_the_robust_parser(trec):
     assert records[i].no_label_share == none
 
 
+@pytest.mark.needs_shared
 def test_from_paper_and_unknown_model():
     source = ReplaySource.from_paper(paper_evidence_dir("imdb"), "yi")
     assert source.name == "yi" and len(source) == 10000

@@ -68,6 +68,7 @@ def _mean(cell: str) -> float:
 
 
 @pytest.mark.slow
+@pytest.mark.needs_shared
 def test_reduced_mode_writes_every_section_figure_and_sane_numbers(tmp_path):
     out, cache = tmp_path / "docs", tmp_path / "cache"
     done = subprocess.run(

@@ -58,9 +58,9 @@ def test_continuation_logprob_sums_only_the_label_tokens():
         "text_offset": [0, 1, 3, 11, 12, 18, 19],
         "token_logprobs": [None, -1.0, -2.0, -0.5, -0.25, -0.125, -3.0],
     }}]}
-    assert _continuation_logprob(body, 12, 19) == pytest.approx(-0.375)
+    assert _continuation_logprob(body, 12, 19) == (pytest.approx(-0.375), (" sport", "s"))
     # a token straddling the boundary counts with the label
-    assert _continuation_logprob(body, 13, 19) == pytest.approx(-0.375)
+    assert _continuation_logprob(body, 13, 19) == (pytest.approx(-0.375), (" sport", "s"))
     with pytest.raises(server_module._NoLogprobs):
         _continuation_logprob({"choices": [{"logprobs": None}]}, 12, 19)
 
@@ -77,8 +77,9 @@ def test_stepwise_walk_follows_the_longest_top_tokens_and_tells_shared_prefixes_
         asked.append(consumed)
         return tops.get(consumed, {"x": -0.1})
 
-    scores = _walk_continuations([" positive", " postal", " negative", " art", " pos"], top_after)
+    scores, paths = _walk_continuations([" positive", " postal", " negative", " art", " pos"], top_after)
     np.testing.assert_allclose(scores[:3], [-0.6, -2.8, -1.7])
+    assert paths[0] == (" pos", "itive") and paths[4] == (" pos",)
     assert scores[3] == -math.inf  # no top token starts " art"
     assert scores[4] == -0.5  # " pos" itself is one token
     assert sorted(asked) == ["", " neg", " pos"]  # each shared prefix asked for once
@@ -219,7 +220,7 @@ def test_server_without_logprobs_gets_an_error_naming_the_options():
 
 def test_exact_scoring_tells_apart_labels_that_share_a_first_token():
     # The fake's echo gives -0.1 per character: " pos" (4 chars) beats " positive" (9 chars).
-    records = fake_source(FakeServer(), n_samples=0).evidence(["t"], ["pos", "positive"])
+    records = fake_source(FakeServer(), n_samples=0, surface_forms=False).evidence(["t"], ["pos", "positive"])
     assert records[0].meta["z_method"] == "exact" and "z_fallback" not in records[0].meta
     np.testing.assert_allclose(records[0].meta["label_logprobs"], [-0.4, -0.9], atol=1e-9)
     assert records[0].label_probs[0] > records[0].label_probs[1]
@@ -240,7 +241,23 @@ def test_cache_key_follows_settings_but_never_the_key():
     assert key != OpenAICompatibleSource(**base, temperature=1.0).cache_key
     assert key != OpenAICompatibleSource(**base, template=PromptTemplate(completion_suffix="\nLabel:")).cache_key
     assert key != OpenAICompatibleSource(base_url="http://127.0.0.1:8001/v1", model="m").cache_key
+    assert key != OpenAICompatibleSource(**base, surface_forms=False).cache_key
     assert API_KEY not in key
+
+
+def test_exact_z_sums_surface_forms_whose_tokens_overlap_no_summed_answer():
+    # The fake's echo: one token per character, -0.1 each. " po" is a prefix of " pos" and " negs" an
+    # extension of " neg": left out; the capitalised, quoted and space-less forms are summed.
+    records = fake_source(FakeServer(), n_samples=0).evidence(["t"], ["pos", "neg"])
+    meta = records[0].meta
+    assert meta["summed_forms"][0] == [" pos", " Pos", ' "pos', ' "Pos', "pos", "Pos"]
+    assert meta["summed_forms"][1] == [" neg", " Neg", ' "neg', ' "Neg', "neg", "Neg"]
+    expected = np.logaddexp.reduce([-0.4, -0.4, -0.5, -0.5, -0.3, -0.3])
+    np.testing.assert_allclose(meta["label_logprobs"], [expected, expected], atol=1e-9)
+    np.testing.assert_allclose(meta["canonical_label_probs"], [0.5, 0.5])
+    plain = fake_source(FakeServer(), n_samples=0, surface_forms=False).evidence(["t"], ["pos", "neg"])[0]
+    np.testing.assert_allclose(plain.meta["label_logprobs"], [-0.4, -0.4], atol=1e-9)
+    assert plain.meta["summed_forms"] == [[" pos"], [" neg"]]
 
 
 # --------------------------------------------------------- real llama.cpp server
@@ -262,7 +279,8 @@ def smollm2_gguf():
 @pytest.fixture(scope="session")
 def smollm2_server(tmp_path_factory):
     gguf = smollm2_gguf()
-    with llama_server(gguf, api_key=API_KEY, log_dir=tmp_path_factory.mktemp("llama-server")) as server:
+    # One thread: on a loaded machine two spinning llama.cpp threads did not finish warming up in 120 s.
+    with llama_server(gguf, api_key=API_KEY, n_threads=1, log_dir=tmp_path_factory.mktemp("llama-server")) as server:
         yield server
 
 
@@ -376,8 +394,40 @@ def test_real_server_z_is_the_label_sequence_probability(real_run, smollm2_serve
                 assert ids[i] in top
                 total += logprob
             expected.append(total)
-        np.testing.assert_allclose(record.meta["label_logprobs"], expected, atol=0.02)
-        np.testing.assert_allclose(record.label_probs, _renormalise(np.array(expected)), atol=0.005)
+        np.testing.assert_allclose(record.meta["canonical_label_probs"], _renormalise(np.array(expected)), atol=0.005)
+
+
+def _tokenize(server, text: str) -> list[int]:
+    response = httpx.post(f"{_server_root(server)}/tokenize", timeout=30, headers={"Authorization": f"Bearer {API_KEY}"},
+                          json={"content": text, "add_special": True})
+    response.raise_for_status()
+    return response.json()["tokens"]
+
+
+@pytest.mark.slow
+def test_real_server_z_sums_each_labels_surface_forms(smollm2_server):
+    """Lower-case labels, which SmolLM2 mostly writes capitalised: z must sum the forms (as the
+    embedded engine does), each form's probability being the server's own token probabilities."""
+    labels = ("sports", "business")
+    source = real_source(smollm2_server, n_samples=0)
+    records = source.evidence(TEXTS[:2], labels)
+    plain = real_source(smollm2_server, n_samples=0, surface_forms=False).evidence(TEXTS[:2], labels)
+    gained = []
+    for text, record, without in zip(TEXTS, records, plain):
+        np.testing.assert_allclose(record.meta["canonical_label_probs"], without.label_probs, atol=1e-4)
+        prompt = source.prompt(text, labels)
+        prompt_ids = _tokenize(smollm2_server, prompt)
+        for k, forms in enumerate(record.meta["summed_forms"]):
+            assert forms[0] == source.template.answer_lead() + labels[k] and len(forms) > 1
+            total = -math.inf
+            for form in forms:
+                ids = _tokenize(smollm2_server, prompt + form)
+                assert ids[: len(prompt_ids)] == prompt_ids
+                total = np.logaddexp(total, sum(_forced_token_logprob(smollm2_server, ids[:i], ids[i])[0]
+                                                for i in range(len(prompt_ids), len(ids))))
+            np.testing.assert_allclose(record.meta["label_logprobs"][k], total, atol=0.03)
+            gained.append(record.meta["label_logprobs"][k] - without.meta["label_logprobs"][k])
+    assert min(gained) >= 0 and max(gained) > 0.1  # the capitalised "Sports" / "Business" carry real mass
 
 
 @pytest.mark.slow

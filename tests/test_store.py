@@ -13,6 +13,7 @@ from mollia_core.store import (
     IterationRecord,
     ProjectStore,
     StoreError,
+    TrainingSet,
     list_projects,
 )
 
@@ -137,14 +138,65 @@ def test_transaction_is_atomic(store):
 
 
 def test_arrays_and_blobs_never_pickle(store):
-    store.put_array("loop/prediction/0", np.array([0, 2, 1]))
-    np.testing.assert_array_equal(store.get_array("loop/prediction/0"), [0, 2, 1])
+    store.put_array("scores/0", np.array([0, 2, 1]))
+    np.testing.assert_array_equal(store.get_array("scores/0"), [0, 2, 1])
     store.put_blob("model/molam", b"\x00xgb", {"format": "ubj"})
     assert store.get_blob("model/molam") == (b"\x00xgb", {"format": "ubj"})
     with pytest.raises(ValueError):
         store.put_array("objects", np.array([{"a": 1}], dtype=object))
-    store.delete("loop/prediction/0")
-    assert store.get_array("loop/prediction/0") is None
+    store.delete("scores/0")
+    assert store.get_array("scores/0") is None
+
+
+def _training_set() -> TrainingSet:
+    negatives = np.zeros((3, len(LABELS)), dtype=bool)
+    negatives[2, 0] = True
+    return TrainingSet(np.array([0, 1, 2]), np.array([1, 0, 2]), np.array([1.0, 1.0, 0.5]), negatives)
+
+
+def _assert_same_training_set(actual: TrainingSet | None, expected: TrainingSet) -> None:
+    assert actual is not None
+    for part in ("index", "y", "weight", "negatives"):
+        np.testing.assert_array_equal(getattr(actual, part), getattr(expected, part))
+
+
+def test_loop_state_round_trips_through_typed_methods(store, tmp_path):
+    expected = _training_set()
+    store.put_training_set(1, expected)
+    store.put_annotator_fit_labels(np.array([1, 0, -1, -1]))
+    proba_0 = np.eye(3)[[2, 0, 1, 1]].astype(np.float32)
+    store.put_predictions(0, proba_0)
+    store.put_predictions(1, np.eye(3)[[0, 0, 1, 2]].astype(np.float32))
+    store.close()
+    with ProjectStore.open(tmp_path / "p.mollia.sqlite") as reopened:
+        _assert_same_training_set(reopened.training_set(1), expected)
+        assert reopened.training_set(0) is None and len(reopened.training_set(1)) == 3
+        assert reopened.annotator_fit_labels().tolist() == [1, 0, -1, -1]
+        first, latest = reopened.predictions(0), reopened.latest_predictions()
+        assert first.labels.tolist() == [2, 0, 1, 1] and first.proba is None  # only the latest keeps probabilities
+        assert (latest.iteration, latest.labels.tolist()) == (1, [0, 0, 1, 2]) and latest.proba.shape == (4, 3)
+        assert reopened.predictions(2) is None
+    kept = expected.rows(np.array([True, False, True]))
+    assert kept.index.tolist() == [0, 2] and kept.negatives.tolist() == [[False] * 3, [True, False, False]]
+
+
+def test_loop_state_of_a_project_file_written_before_the_typed_methods_is_read(tmp_path):
+    """Older MoLLIA wrote the loop's arrays by name; the typed methods read the same arrays."""
+    expected = _training_set()
+    with ProjectStore(tmp_path / "old.mollia.sqlite") as old:
+        for part in ("index", "y", "weight", "negatives"):
+            old.put_array(f"loop/train/2/{part}", getattr(expected, part))
+        old.put_array("loop/annotator_fit_y", np.array([0, -1]))
+        old.put_array("loop/prediction/1", np.array([1, 1]))
+        old.put_array("loop/prediction/2", np.array([0, 1]))
+        old.put_array("loop/proba/2", np.array([[0.9, 0.1], [0.2, 0.8]], dtype=np.float32))
+    with ProjectStore.open(tmp_path / "old.mollia.sqlite") as store:
+        _assert_same_training_set(store.training_set(2), expected)
+        assert store.annotator_fit_labels().tolist() == [0, -1]
+        assert store.predictions(1).labels.tolist() == [1, 1]
+        latest = store.latest_predictions()
+        assert latest.iteration == 2
+        np.testing.assert_allclose(latest.proba, [[0.9, 0.1], [0.2, 0.8]], rtol=1e-6)
 
 
 def test_clear_loop_keeps_human_labels(store):
@@ -153,10 +205,13 @@ def test_clear_loop_keeps_human_labels(store):
     store.add_override(2, 1)
     store.mark_overrides_applied(1)
     store.put_iteration(IterationRecord(1, "trained"))
-    store.put_array("loop/prediction/1", np.zeros(4))
+    store.put_predictions(1, np.eye(3)[[0, 1, 2, 0]])
+    store.put_training_set(1, _training_set())
+    store.put_annotator_fit_labels([1, -1, -1, -1])
     store.clear_loop()
     assert store.labeled_indices().tolist() == [0, 2]
-    assert store.iterations() == [] and store.get_array("loop/prediction/1") is None
+    assert store.iterations() == [] and store.predictions(1) is None and store.latest_predictions() is None
+    assert store.training_set(1) is None and store.annotator_fit_labels() is None
     assert store.overrides(pending_only=True)[0].text_index == 2
 
 
@@ -220,9 +275,9 @@ def test_a_full_disk_is_a_plain_store_error_and_loses_nothing(store, tmp_path):
     with pytest.raises(StoreError) as caught:  # a grouped write is undone as a whole
         with store.transaction():
             store.add_override(2, 2)
-            store.put_array("loop/proba/1", np.ones((4, 50_000)))
+            store.put_predictions(1, np.ones((4, 50_000)))
     assert str(caught.value) == expected
-    assert store.overrides() == [] and store.get_array("loop/proba/1") is None
+    assert store.overrides() == [] and store.latest_predictions() is None
     assert store.seed_labels() == {0: 1, 1: 0}
     assert store.iteration(0).metrics == {"accuracy": 0.5}
     assert store.get_blob("model/molam") is None

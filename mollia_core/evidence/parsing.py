@@ -113,6 +113,33 @@ def label_surface_forms(labels: Sequence[str], quotes: bool = True) -> tuple[tup
     )
 
 
+def surface_form_answers(
+    labels: Sequence[str], lead: str, surface_forms: bool = True
+) -> tuple[list[list[str]], list[list[str]]]:
+    """The answers a source scores for each label beyond the label as written, in the order it
+    adds them: per label its capitalised spelling (what the expected votes also count), then, with
+    ``surface_forms``, its other surface forms (``label_surface_forms``) after ``lead`` (what
+    separates prompt and answer) and each unquoted form with the leading space toggled. Shared by
+    the embedded engine (scoring.py) and the server source (server.py), so both sum the same forms."""
+    capitalised = [[lead + label[:1].upper() + label[1:]] for label in labels]
+    forms: list[list[str]] = [[] for _ in labels]
+    if surface_forms:
+        toggled = "" if lead else " "
+        forms = [
+            [lead + form for form in variants[1:]] + [toggled + form for form in variants if not form.startswith('"')]
+            for variants in label_surface_forms(labels)
+        ]
+    return capitalised, forms
+
+
+def overlaps_any(sequence: Sequence, others: Sequence[Sequence]) -> bool:
+    """Whether the token sequence ``sequence`` is a prefix or an extension of one of ``others``. The
+    event "the answer starts with these tokens" of a prefix contains that of its extension, so z
+    sums a surface form only if it overlaps none of the sequences summed already (scoring.py)."""
+    sequence = list(sequence)
+    return any(list(other[: len(sequence)]) == sequence or sequence[: len(other)] == list(other) for other in others)
+
+
 def _strip_wrappers(text: str) -> str:
     previous = None
     while previous != text:

@@ -46,7 +46,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import torch
 
-from .parsing import label_surface_forms, vote_shares
+from .parsing import overlaps_any, surface_form_answers, vote_shares
 from .prompt import PromptTemplate, check_labels
 from .source import Cancelled, EvidenceError
 
@@ -315,14 +315,7 @@ class EvidenceEngine:
     ) -> _PreparedLabels:
         """The label pass's rows: the canonical sequences and the capitalised spellings (expected
         votes), then, with ``surface_forms``, each label's other surface forms (z only)."""
-        capitalised = [[lead + label[:1].upper() + label[1:]] for label in labels]
-        forms = [[]] * len(labels)
-        if self.settings.surface_forms:
-            toggled = "" if lead else " "
-            forms = [
-                [lead + form for form in variants[1:]] + [toggled + form for form in variants if not form.startswith('"')]
-                for variants in label_surface_forms(labels)
-            ]
+        capitalised, forms = surface_form_answers(labels, lead, self.settings.surface_forms)
         k_range = range(len(labels))
         rows, row_label = [list(s) for s in sequences], list(k_range)
         summed, voted = [True] * len(labels), [True] * len(labels)
@@ -334,8 +327,8 @@ class EvidenceEngine:
                     if not tokens or tuple(tokens) in seen:
                         continue
                     # Summed into z only if disjoint from every summed sequence (module doc, step 2).
-                    disjoint = self.settings.surface_forms and not any(
-                        was and (r[: len(tokens)] == tokens or tokens[: len(r)] == r) for r, was in zip(rows, summed)
+                    disjoint = self.settings.surface_forms and not overlaps_any(
+                        tokens, [r for r, was in zip(rows, summed) if was]
                     )
                     if counted or disjoint:
                         seen.add(tuple(tokens))

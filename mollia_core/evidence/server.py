@@ -10,6 +10,13 @@ dashboard stays the same. Per text and label set (DESIGN §1, Eq. 1-2):
   a server's prefix cache (llama.cpp's KV-cache reuse, vLLM's prefix caching) evaluates
   it once. Labels sharing a first token are still told apart. z is renormalised over
   the labels (Eq. 1).
+* z over surface forms (``surface_forms=True``, the default, as in the embedded engine): a
+  label's z sums P(form) over the answers ``parsing.surface_form_answers`` lists for it (case,
+  singular/plural, an opening quote, the leading space toggled), scored like the label itself;
+  a form is summed only if its token sequence (the echoed or walked tokens) is neither a prefix
+  nor an extension of one summed already (``parsing.overlaps_any``), so nothing counts twice.
+  ``meta["canonical_label_probs"]`` keeps z over the labels as written, ``meta["summed_forms"]``
+  the answers summed per label.
 * z, fallback (servers that cannot echo the prompt's log-probabilities -- llama.cpp's
   server ignores ``echo`` -- or echo them wrongly: checked once, see ``_resolve_z_method``):
   "stepwise" scoring walks each
@@ -51,7 +58,7 @@ from urllib.parse import urlsplit, urlunsplit
 import httpx
 import numpy as np
 
-from .parsing import vote_shares
+from .parsing import overlaps_any, surface_form_answers, vote_shares
 from .prompt import PromptTemplate, check_labels
 from .record import EvidenceRecord
 from .source import Cancelled, EvidenceError, EvidenceSource, Progress, ProgressCallback, resolve_text_ids
@@ -140,6 +147,7 @@ class _TextJob:
     """The in-flight requests of one text: K label scorings and the sampling request(s)."""
 
     prompt: str
+    answers: tuple[list[str], list[int]]  # what the scores are of: answer texts and their labels
     scores: list[Future]
     samples: list[Future]
     futures: list[Future] = field(init=False)
@@ -173,6 +181,9 @@ class OpenAICompatibleSource(EvidenceSource):
             else the stepwise fallback), "exact" or "stepwise".
         top_logprobs: top next tokens per step of the stepwise fallback (servers cap it: vLLM
             at 20 unless started with a larger ``--max-logprobs``).
+        surface_forms: z sums each label's surface forms (see module doc); False: the label as
+            written only. Forms cost requests: one per form with exact scoring, one per new
+            prefix with stepwise scoring.
         extra_body: extra fields merged into every completion request (e.g. ``{"top_k": 0,
             "min_p": 0}`` for a llama.cpp server started elsewhere, to sample with temperature/top-p
             alone; ``python -m mollia_core serve`` makes that its default).
@@ -198,6 +209,7 @@ class OpenAICompatibleSource(EvidenceSource):
         *,
         z_method: str = "auto",
         top_logprobs: int = DEFAULT_TOP_LOGPROBS,
+        surface_forms: bool = True,
         extra_body: dict[str, Any] | None = None,
         transport: httpx.BaseTransport | None = None,
     ) -> None:
@@ -229,6 +241,7 @@ class OpenAICompatibleSource(EvidenceSource):
         if top_logprobs < 1:
             raise EvidenceError(f"top_logprobs must be >= 1, got {top_logprobs}")
         self.top_logprobs = int(top_logprobs)
+        self.surface_forms = bool(surface_forms)
         self.extra_body = dict(extra_body or {})
         self._transport = transport
         self._client: httpx.Client | None = None
@@ -263,6 +276,7 @@ class OpenAICompatibleSource(EvidenceSource):
             "name": self.name,
             "z_method": self.z_method,
             "top_logprobs": self.top_logprobs,
+            "surface_forms": self.surface_forms,
             "extra_body": self.extra_body,
         }
 
@@ -281,6 +295,7 @@ class OpenAICompatibleSource(EvidenceSource):
                 "random_state": self.random_state,
                 "z_method": self.z_method,
                 "top_logprobs": self.top_logprobs,
+                "surface_forms": self.surface_forms,
                 "extra_body": self.extra_body,
             },
             sort_keys=True,
@@ -389,16 +404,26 @@ class OpenAICompatibleSource(EvidenceSource):
         """The completion prompt sent for ``text`` (the answer follows it)."""
         return self.template.render(text, labels)
 
-    def _continuation(self, label: str) -> str:
-        return self.template.answer_lead() + label
+    def _answers(self, labels: Sequence[str]) -> tuple[list[str], list[int]]:
+        """The answers scored for z, each with its label's index: the labels as written (after the
+        answer lead), then, with ``surface_forms``, the other forms in the embedded engine's order."""
+        lead = self.template.answer_lead()
+        answers, owners = [lead + label for label in labels], list(range(len(labels)))
+        if self.surface_forms:
+            for group in surface_form_answers(labels, lead):
+                for k, forms in enumerate(group):
+                    for form in forms:
+                        if form not in answers:
+                            answers.append(form)
+                            owners.append(k)
+        return answers, owners
 
     def _sample_seed(self, prompt: str, index: int) -> int:
         return (zlib.crc32(prompt.encode("utf-8")) + 1_000_003 * index + 7_919 * self.random_state) % (2**31 - 1)
 
     # ------------------------------------------------------------ z: exact scoring
-    def _label_logprob(self, prompt: str, label: str) -> float:
-        """log p(label tokens | prompt), from the echoed prompt's log-probabilities."""
-        continuation = self._continuation(label)
+    def _answer_logprob(self, prompt: str, continuation: str) -> tuple[float, tuple[str, ...]]:
+        """log p(answer tokens | prompt) and those tokens, from the echoed prompt's log-probabilities."""
         body = self._complete({"prompt": prompt + continuation, "max_tokens": 1, "temperature": 0.0,
                                "echo": True, "logprobs": 1})
         return _continuation_logprob(body, len(prompt), len(prompt) + len(continuation))
@@ -410,10 +435,10 @@ class OpenAICompatibleSource(EvidenceSource):
                                "logprobs": self.top_logprobs})
         return _first_top_logprobs(body)
 
-    def _stepwise_logprobs(self, prompt: str, labels: Sequence[str]) -> np.ndarray:
-        """log p(label | prompt) for each label, walked through the top next tokens (see module doc)."""
-        return _walk_continuations([self._continuation(label) for label in labels],
-                                   lambda consumed: self._top_next(prompt + consumed))
+    def _stepwise_logprobs(self, prompt: str, answers: Sequence[str]) -> tuple[np.ndarray, list[tuple[str, ...]]]:
+        """log p(answer | prompt) and its tokens for each answer, walked through the top next tokens
+        (see module doc)."""
+        return _walk_continuations(answers, lambda consumed: self._top_next(prompt + consumed))
 
     def _resolve_z_method(self, prompt: str, labels: Sequence[str]) -> str:
         """Probe once which z method the server supports (``z_method="auto"``).
@@ -559,25 +584,27 @@ class OpenAICompatibleSource(EvidenceSource):
 
     def _submit(self, pool: ThreadPoolExecutor, prompt: str, labels: Sequence[str],
                 z_method: str, batched: bool) -> _TextJob:
+        answers = self._answers(labels)
         if z_method == "exact":
-            scores = [pool.submit(self._label_logprob, prompt, label) for label in labels]
+            scores = [pool.submit(self._answer_logprob, prompt, answer) for answer in answers[0]]
         else:
-            scores = [pool.submit(self._stepwise_logprobs, prompt, labels)]
+            scores = [pool.submit(self._stepwise_logprobs, prompt, answers[0])]
         if self.n_samples == 0:
             samples = []
         elif batched:
             samples = [pool.submit(self._sample, prompt, self.n_samples, 0)]
         else:
             samples = [pool.submit(self._sample, prompt, 1, t) for t in range(self.n_samples)]
-        return _TextJob(prompt, scores, samples)
+        return _TextJob(prompt, answers, scores, samples)
 
     def _record(self, job: _TextJob, text_id: str, labels: tuple[str, ...],
                 z_method: str, batched: bool) -> EvidenceRecord:
         try:
             if z_method == "exact":
-                label_logprobs = np.array([future.result() for future in job.scores])
+                scored = [future.result() for future in job.scores]
+                answer_logprobs, answer_tokens = np.array([v for v, _ in scored]), [t for _, t in scored]
             else:
-                label_logprobs = job.scores[0].result()
+                answer_logprobs, answer_tokens = job.scores[0].result()
             answers = tuple(answer for future in job.samples for answer in future.result())
         except _NoLogprobs as error:
             raise EvidenceError(
@@ -585,6 +612,7 @@ class OpenAICompatibleSource(EvidenceSource):
                 f"{text_id!r} ({error}). " + _LOGPROBS_HINT
             ) from None
         shares, no_label = vote_shares(answers, labels)
+        label_logprobs, summed_forms = _summed_over_forms(job.answers, answer_logprobs, answer_tokens, len(labels))
         return EvidenceRecord(
             text_id=text_id,
             model=self.name,
@@ -599,6 +627,8 @@ class OpenAICompatibleSource(EvidenceSource):
                 # log p(label | prompt) before renormalising; None where the stepwise method
                 # lost the label from the top tokens (JSON has no -inf)
                 "label_logprobs": [float(v) if np.isfinite(v) else None for v in label_logprobs],
+                "canonical_label_probs": _renormalise(answer_logprobs[: len(labels)]).tolist(),
+                "summed_forms": summed_forms,
                 "sampling": "n" if batched else "separate requests",
                 **({"z_fallback": self._z_fallback} if z_method == "stepwise" and self._z_fallback else {}),
             },
@@ -632,8 +662,9 @@ def _first_choice_logprobs(body: dict) -> dict:
     return logprobs
 
 
-def _continuation_logprob(body: dict, start: int, end: int) -> float:
-    """Sum of the log-probabilities of the echoed tokens covering characters [start, end).
+def _continuation_logprob(body: dict, start: int, end: int) -> tuple[float, tuple[str, ...]]:
+    """Sum of the log-probabilities of the echoed tokens covering characters [start, end), and
+    those tokens.
 
     ``start`` is where the label's continuation begins in the echoed text and ``end`` where
     it stops (the generated token follows). A token straddling ``start`` counts with the
@@ -643,7 +674,7 @@ def _continuation_logprob(body: dict, start: int, end: int) -> float:
     tokens, offsets, values = logprobs.get("tokens"), logprobs.get("text_offset"), logprobs.get("token_logprobs")
     if not tokens or not offsets or not values or len(tokens) != len(offsets) or len(tokens) != len(values):
         raise _NoLogprobs("the completion's logprobs lack tokens, text_offset or token_logprobs")
-    total, counted = 0.0, 0
+    total, counted = 0.0, []
     for token, offset, value in zip(tokens, offsets, values):
         if offset >= end:
             break  # the generated token(s) after the echoed prompt
@@ -652,10 +683,10 @@ def _continuation_logprob(body: dict, start: int, end: int) -> float:
         if value is None:
             raise _NoLogprobs("the server gave no log-probability for a label token")
         total += float(value)
-        counted += 1
-    if counted == 0:
+        counted.append(str(token))
+    if not counted:
         raise _NoLogprobs("the echoed prompt's log-probabilities do not reach the label")
-    return total
+    return total, tuple(counted)
 
 
 def _first_top_logprobs(body: dict) -> dict[str, float]:
@@ -677,8 +708,8 @@ def _first_top_logprobs(body: dict) -> dict[str, float]:
     raise _NoLogprobs("the completion has no top_logprobs")
 
 
-def _walk_continuations(continuations: Sequence[str], top_after) -> np.ndarray:
-    """Sum of log-probabilities along each continuation, one top token at a time.
+def _walk_continuations(continuations: Sequence[str], top_after) -> tuple[np.ndarray, list[tuple[str, ...]]]:
+    """Sum of log-probabilities along each continuation, one top token at a time, and the tokens walked.
 
     ``top_after(consumed)`` gives the top next tokens after the prompt plus the ``consumed``
     text; each step takes the longest top token the rest of the continuation starts with.
@@ -687,8 +718,9 @@ def _walk_continuations(continuations: Sequence[str], top_after) -> np.ndarray:
     """
     tops: dict[str, dict[str, float]] = {}
     scores = np.zeros(len(continuations))
+    paths: list[tuple[str, ...]] = []
     for k, continuation in enumerate(continuations):
-        consumed = ""
+        consumed, path = "", []
         while consumed != continuation:
             if consumed not in tops:
                 tops[consumed] = top_after(consumed)
@@ -700,7 +732,32 @@ def _walk_continuations(continuations: Sequence[str], top_after) -> np.ndarray:
             token = max(matches, key=len)
             scores[k] += top[token]
             consumed += token
-    return scores
+            path.append(token)
+        paths.append(tuple(path))
+    return scores, paths
+
+
+def _summed_over_forms(
+    answers: tuple[Sequence[str], Sequence[int]], logprobs: np.ndarray, tokens: Sequence[Sequence[str]], n_labels: int
+) -> tuple[np.ndarray, list[list[str]]]:
+    """log z_k before renormalising (Eq. 1 over surface forms) and the answers summed per label.
+
+    ``answers`` is ``(answer texts, label index of each)``, the labels as written first (always
+    summed); a later form is summed if it has a probability and its tokens overlap no summed
+    answer's tokens (``parsing.overlaps_any``), the rule of the embedded engine.
+    """
+    texts, owners = answers
+    out = np.full(n_labels, -np.inf)
+    summed_forms: list[list[str]] = [[] for _ in range(n_labels)]
+    summed_tokens: list[Sequence[str]] = []
+    for i, (text, k, value, path) in enumerate(zip(texts, owners, logprobs, tokens)):
+        if i >= n_labels and (not np.isfinite(value) or overlaps_any(path, summed_tokens)):
+            continue
+        if np.isfinite(value):  # a label that fell out of the top tokens has no path to compare
+            out[k] = np.logaddexp(out[k], value)
+            summed_forms[k].append(text)
+            summed_tokens.append(path)
+    return out, summed_forms
 
 
 def _renormalise(label_logprobs: np.ndarray) -> np.ndarray:

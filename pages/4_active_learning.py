@@ -7,9 +7,11 @@ import threading
 import plotly.graph_objects as go
 import streamlit as st
 
+from dashboard.common import USER_ERRORS, require_data, require_project, show_error
+from dashboard.shell import require_app_shell
 from mollia_core.loop import LoopConfig, LoopError
-from views.common import USER_ERRORS, require_data, require_project, show_error
 
+require_app_shell()
 st.title("Active learning")
 st.caption("Each iteration queries a batch of texts, labels them with MoLAM (label + negative labels), flags "
            "the ones where the previous model disagrees (d_anno), and retrains the classifier with the "
@@ -37,7 +39,10 @@ with st.expander("Settings", expanded=not project.iterations()):
     c1, c2, c3 = st.columns(3)
     lambda_start = c1.number_input("λ start", 0.0, 5.0, settings.lambda_start, 0.1)
     lambda_end = c2.number_input("λ end", 0.0, 5.0, settings.lambda_end, 0.1)
-    planned = c3.number_input("Iterations for the λ schedule", 1, 200, settings.n_iterations)
+    planned = c3.number_input(
+        "Planned iterations (λ schedule)", 1, 200, settings.planned_iterations,
+        help="λ grows linearly from λ start to λ end over this many iterations (Eq. 9) and stays at λ end "
+             "after them. It does not limit the run: the Run button below runs as many more as you ask.")
     c1, c2, c3 = st.columns(3)
     modes = ["fast", "finetune"]
     mode = c1.selectbox("Learner", modes, index=modes.index(settings.learner_mode) if settings.learner_mode in modes else 0,
@@ -56,7 +61,7 @@ with st.expander("Settings", expanded=not project.iterations()):
 try:
     new_settings = LoopConfig(strategy=strategy, batch_size=int(batch), alpha=float(alpha),
                               lambda_start=float(lambda_start), lambda_end=float(lambda_end),
-                              n_iterations=int(planned), negative_learning=negative_learning,
+                              planned_iterations=int(planned), negative_learning=negative_learning,
                               discrepancy=discrepancy, learner_mode=mode, backbone=backbone.strip(),
                               random_state=int(random_state), seed_cv_folds=int(seed_cv_folds))
 except LoopError as exc:
@@ -70,8 +75,8 @@ st.write(f"Labeled: **{summary['labeled']}** · still in the pool: **{project.po
          f"iterations done: **{done}**")
 c1, c2, c3, c4 = st.columns([1, 1, 1, 1])
 next_clicked = c1.button("Next iteration", type="primary", icon=":material/skip_next:")
-n_more = c2.number_input("N", 1, 100, 5, label_visibility="collapsed")
-run_clicked = c3.button(f"Run {int(n_more)} iterations", icon=":material/fast_forward:")
+n_more = c2.number_input("Iterations to run now", 1, 100, 5, label_visibility="collapsed")
+run_clicked = c3.button(f"Run {int(n_more)} more iterations", icon=":material/fast_forward:")
 c4.button("Stop", icon=":material/stop:", help="Stops after the step in progress; every finished step is kept.")
 if next_clicked or run_clicked:
     n = 1 if next_clicked else int(n_more)

@@ -6,9 +6,11 @@ import json
 
 import streamlit as st
 
+from dashboard.common import USER_ERRORS, require_data, require_project, show_error
+from dashboard.shell import require_app_shell
 from mollia_core.export import MIME_TYPES, add_parquet_metadata, export_metadata, molam_accuracy_estimate, to_bytes
-from views.common import USER_ERRORS, require_data, require_project, show_error
 
+require_app_shell()
 st.title("Export")
 project = require_project()
 require_data(project)

@@ -10,11 +10,13 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
+from dashboard.common import USER_ERRORS, progress_text, require_data, require_project, show_error
+from dashboard.shell import require_app_shell
 from mollia_core.display import markdown_text
 from mollia_core.evidence import Cancelled, EvidenceError
 from mollia_core.project import MAX_DEMONSTRATIONS_PER_CLASS, AnnotatorSpec, make_source
-from views.common import USER_ERRORS, progress_text, require_data, require_project, show_error
 
+require_app_shell()
 st.title("Annotators")
 project = require_project()
 require_data(project)

@@ -21,6 +21,8 @@ from mollia_core.query import QueryError
 from mollia_core.store import StoreError
 
 PROJECT_KEY = "project_name"
+# The open project's name in the URL (``?project=NAME``): a reload or a shared link reopens it.
+PROJECT_QUERY_PARAM = "project"
 
 # The core's errors whose message is written for the user (what is wrong, how to fix it): a page
 # catches them around its actions and shows them with show_error; anything else is a bug.
@@ -62,7 +64,7 @@ def require_project() -> Project:
 def require_data(project: Project) -> None:
     if not project.has_dataset():
         st.warning("This project has no data yet: upload a CSV or open an example on the **Data** page.")
-        st.page_link("views/1_data.py", label="Go to Data", icon=":material/table:")
+        st.page_link("pages/1_data.py", label="Go to Data", icon=":material/table:")
         st.stop()
 
 
@@ -70,6 +72,28 @@ def show_error(exc: Exception) -> None:
     """A user's mistake (or a fault the core explains), shown in the page as text: no stack trace, and the
     user's strings the message quotes stay literal."""
     st.error(markdown_text(exc), icon=":material/error:")
+
+
+def open_project_from_url() -> None:
+    """A fresh session (a reload, a link) opens the project its URL names; this session's choice wins."""
+    name = st.query_params.get(PROJECT_QUERY_PARAM)
+    if not name or st.session_state.get(PROJECT_KEY):
+        return
+    if name in list_projects():
+        st.session_state[PROJECT_KEY] = name
+    else:
+        del st.query_params[PROJECT_QUERY_PARAM]
+        st.warning(f"The link names the project {markdown_text(repr(name))}, which is not in "
+                   f"{markdown_text(projects_dir())}: open or create a project in the sidebar.",
+                   icon=":material/warning:")
+
+
+def keep_project_in_url(project: Project | None) -> None:
+    """The open project's name in the URL, on every page (Streamlit drops it on a page switch)."""
+    if project is None:
+        st.query_params.pop(PROJECT_QUERY_PARAM, None)
+    elif st.query_params.get(PROJECT_QUERY_PARAM) != project.name:
+        st.query_params[PROJECT_QUERY_PARAM] = project.name
 
 
 def project_sidebar() -> None:

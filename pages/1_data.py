@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import streamlit as st
 
+from dashboard.common import USER_ERRORS, require_project, show_error
+from dashboard.shell import require_app_shell
 from mollia_core.dataset import DatasetError, open_table
 from mollia_core.display import markdown_text
 from mollia_core.project import DEFAULT_SEED_COUNT
-from views.common import USER_ERRORS, require_project, show_error
 
 NONE = "(none)"
 
+require_app_shell()
 st.title("Data")
 project = require_project()
 

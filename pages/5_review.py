@@ -6,9 +6,11 @@ import pandas as pd
 import streamlit as st
 from plotly.subplots import make_subplots
 
+from dashboard.common import USER_ERRORS, require_data, require_project, show_error
+from dashboard.shell import require_app_shell
 from mollia_core.display import chart_text, markdown_text
-from views.common import USER_ERRORS, require_data, require_project, show_error
 
+require_app_shell()
 st.title("Review")
 project = require_project()
 require_data(project)

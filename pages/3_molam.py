@@ -6,10 +6,12 @@ import pandas as pd
 import plotly.express as px
 import streamlit as st
 
+from dashboard.common import USER_ERRORS, require_data, require_project, show_error
+from dashboard.shell import require_app_shell
 from mollia_core.display import chart_text, markdown_text
 from mollia_core.project import AnnotatorSettings
-from views.common import USER_ERRORS, require_data, require_project, show_error
 
+require_app_shell()
 st.title("MoLAM")
 st.caption("The mixture-of-LLMs annotation model: a meta-learner over every LLM's evidence, trained on the seeds "
            "and self-trained on confident texts; it gives a label, its probability and the negative labels.")
