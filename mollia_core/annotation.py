@@ -1080,6 +1080,22 @@ ANNOTATOR_NAMES = (
 )
 
 
+_META_LEARNERS: dict[str, Callable[..., AnnotationModel]] = {
+    "molam": MoLAM,
+    "mol": MoL,
+    "molam-llm-only": lambda **k: MoLAM(**{"use_text_member": False, **k}),
+    "mol-llm-only": lambda **k: MoL(**{"use_text_member": False, **k}),
+    "molam-paper": lambda **k: MoLAM(recipe="paper", **k),
+    "mol-paper": lambda **k: MoL(recipe="paper", **k),
+}
+
+
+def is_meta_learner(name: str) -> bool:
+    """Whether ``name`` (as :func:`make_annotator` reads it) is a MoLAM / MoL method, fitted on the
+    seeds by the annotation service, rather than a baseline or a reference annotator."""
+    return name.strip().lower() in _META_LEARNERS
+
+
 def make_annotator(name: str, **kw) -> AnnotationModel:
     """Build an annotation model by name.
 
@@ -1092,16 +1108,8 @@ def make_annotator(name: str, **kw) -> AnnotationModel:
     ``random_state``, ...) are ignored, so one settings dict serves every name.
     """
     key = name.strip().lower()
-    meta_learners: dict[str, Callable[..., AnnotationModel]] = {
-        "molam": MoLAM,
-        "mol": MoL,
-        "molam-llm-only": lambda **k: MoLAM(**{"use_text_member": False, **k}),
-        "mol-llm-only": lambda **k: MoL(**{"use_text_member": False, **k}),
-        "molam-paper": lambda **k: MoLAM(recipe="paper", **k),
-        "mol-paper": lambda **k: MoL(recipe="paper", **k),
-    }
-    if key in meta_learners:
-        return meta_learners[key](**kw)
+    if key in _META_LEARNERS:
+        return _META_LEARNERS[key](**kw)
     baseline_kw = {"delta": kw["delta"]} if "delta" in kw else {}
     if key == "vote":
         return MajorityVote(**baseline_kw)

@@ -44,6 +44,7 @@ from typing import Any, Callable, Mapping
 import numpy as np
 import pandas as pd
 
+from .annotation import is_meta_learner
 from .evidence.record import PanelEvidence
 from .loop import ActiveLearningLoop, LoopConfig, LoopError, StepResult
 from .project import AnnotatorSettings, AnnotatorSpec, Project, ProjectError
@@ -314,7 +315,7 @@ def _build(project: Project, config: RunConfig, source: SourceTable, splits: np.
     _take_seeds(project, config, source, splits)
     annotator = best_llm_annotator(project) if config.annotator == "best_llm" else config.annotator
     try:
-        if annotator.startswith("mol"):  # MoLAM's fit, as the MoLAM page makes it (without its cross-validation)
+        if is_meta_learner(annotator):  # MoLAM's fit, as the MoLAM page makes it (without its cross-validation)
             project.fit_annotator(AnnotatorSettings(method=annotator, random_state=config.loop.random_state), cv=False)
         project.loop.set_annotator(annotator)
     except ProjectError as exc:

@@ -13,6 +13,7 @@ from typing import Any, Callable
 import numpy as np
 import pandas as pd
 
+from ..annotation import is_meta_learner
 from ..loop import ANNOTATOR_SETTING, LoopConfig
 from ..store import ProjectStore, StoreError
 from .annotation import AnnotationService, StoredFitAnnotator
@@ -53,7 +54,7 @@ class LoopService:
         name = name.strip()
         if self.store.iterations() and name != self.annotator_name():
             raise ProjectError(f"iterations have started with {self.annotator_name()}: start a new project for {name}")
-        if not name.startswith("mol"):
+        if not is_meta_learner(name):
             self._reference_annotator(name)  # an unknown name is refused now, not at the first labeling
         self.store.set_setting(ANNOTATOR_SETTING, name)
 
@@ -86,7 +87,7 @@ class LoopService:
 
         settings = settings or self.loop_settings()
         name = self.annotator_name()
-        if name.startswith("mol"):
+        if is_meta_learner(name):
             annotator: Any = self.annotation.annotator_for_loop()
             fit = hashlib.sha256(annotator.result.labels.tobytes() + annotator.result.probability.tobytes()).hexdigest()
         else:
