@@ -6,8 +6,11 @@ holds only UI state (which project is open, form contents).
 
 from __future__ import annotations
 
+from typing import Callable
+
 import streamlit as st
 
+from mollia_core import jobs
 from mollia_core.annotation import AnnotationError
 from mollia_core.dataset import DatasetError
 from mollia_core.display import markdown_text
@@ -122,7 +125,92 @@ def project_sidebar() -> None:
         st.caption(f"Projects are kept in {markdown_text(projects_dir())}")
 
 
-def progress_text(done: int, total: int, rate: float, eta_s: float | None) -> str:
-    eta = "—" if eta_s is None else (f"{eta_s:.0f} s" if eta_s < 120 else f"{eta_s / 60:.1f} min")
-    return f"{done} / {total} texts · {rate:.2f} texts/s · ETA {eta}"
+# ---------------------------------------------------------------- jobs (mollia_core.jobs)
+_STOP_BUTTONS = {"evidence": ("Cancel", "Stops after the batch in progress; what is done is kept and the next run "
+                              "resumes there."),
+                 "loop": ("Stop", "Stops after the step in progress; every finished step is kept.")}
+
+
+def job_panel(project: Project, kind: str | tuple[str, ...], live: Callable[[], None] | None = None,
+              secrets: dict | None = None) -> jobs.JobState | None:
+    """The project's job as every tab sees it (it runs in the server, not in this session). While one runs,
+    a fragment polls it every second: its progress, its Cancel, and ``live``, the part of the page that
+    changes as it runs; the whole page reruns when it ends. How the last job of ``kind`` ended is shown,
+    with Resume for one a server restart interrupted (``secrets`` are handed to it, never stored).
+    Returns the job as it was when the page ran (None: the project never ran one). ``kind``: the job kind(s)
+    this page starts."""
+    kinds = (kind,) if isinstance(kind, str) else kind
+    job = jobs.status(project.path)
+    watching = job is not None and job.running
+
+    @st.fragment(run_every=1.0 if watching else None)
+    def panel() -> None:
+        if live is not None:
+            live()
+        now = jobs.status(project.path)
+        if now is None:
+            return
+        if now.running:
+            st.progress(now.fraction, text=markdown_text(f"{now.title}: {now.message or 'starting'}"))
+            st.caption(markdown_text(_sentence(now.describe())
+                                     + (f" · {now.done} of {now.total} done" if now.total else "")))
+            if now.cancel_requested:
+                st.caption("Stopping after the batch or step in progress…")
+            elif now.kind in _STOP_BUTTONS:
+                label, why = _STOP_BUTTONS[now.kind]
+                if st.button(label, icon=":material/stop:", key=f"stop_job_{now.kind}", help=why):
+                    jobs.cancel(project.path)
+        elif watching:
+            st.rerun()  # it ended while this page watched it: show what it made
+        elif now.kind in kinds:
+            _job_end(project, now, secrets)
+
+    panel()
+    return job
+
+
+def _job_end(project: Project, job: jobs.JobState, secrets: dict | None) -> None:
+    ended = _sentence(f"{job.title} {job.status} at {jobs.clock(job.ended_at)}" if job.ended_at else job.title)
+    if job.status == jobs.FAILED:
+        show_error(job.error or "the job failed")
+    elif job.status == jobs.CANCELLED:
+        st.warning(markdown_text(f"{ended}: what was done is kept; run again to resume."), icon=":material/stop:")
+    elif job.status == jobs.INTERRUPTED:
+        st.warning(markdown_text(f"The {job.title} started at {jobs.clock(job.started_at)} was interrupted (the "
+                                 f"server stopped) after {job.done} of {job.total}: what it finished is kept."),
+                   icon=":material/warning:")
+        if st.button("Resume", icon=":material/play_arrow:", key=f"resume_job_{job.kind}", type="primary"):
+            try:
+                jobs.resume(project.path, secrets=secrets)
+            except USER_ERRORS as exc:
+                show_error(exc)
+            else:
+                st.rerun()
+
+
+def _sentence(text: str) -> str:
+    return text[:1].upper() + text[1:]
+
+
+def job_sidebar(project: Project) -> None:
+    """The project's counts in the sidebar, kept current (every 2 s) while a job changes them."""
+    job = jobs.status(project.path)
+    watching = job is not None and job.running
+
+    @st.fragment(run_every=2.0 if watching else None)
+    def summary() -> None:
+        counts = project.summary()
+        st.text(
+            f"{counts['texts']} texts · {counts['seeds']} seeds\n"
+            f"{counts['evidence_models']} LLMs with evidence · MoLAM {'fitted' if project.is_annotated() else 'not fitted'}\n"
+            f"{max(counts['iterations'] - 1, 0)} iterations · {counts['labeled']} labeled · {counts['overrides']} overrides"
+        )
+        now = jobs.status(project.path)
+        if now is not None and now.running:
+            st.caption(markdown_text(f"Running: {now.title}, {now.done} of {now.total}"))
+        elif watching:
+            st.rerun()
+
+    with st.sidebar:
+        summary()
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from dashboard.common import current_project, keep_project_in_url, open_project_from_url, project_sidebar
+from dashboard.common import current_project, job_sidebar, keep_project_in_url, open_project_from_url, project_sidebar
 
 # A local file, served by this server: a :material/...: icon or an emoji would make the browser fetch
 # the favicon from Google's font CDN or an emoji CDN, and nothing may leave this machine.
@@ -48,12 +48,7 @@ def run_app() -> None:
     keep_project_in_url(project)
     st.sidebar.text(f"Open: {project.name}" if project else "No project open")
     if project is not None and project.has_dataset():
-        summary = project.summary()
-        st.sidebar.text(
-            f"{summary['texts']} texts · {summary['seeds']} seeds\n"
-            f"{summary['evidence_models']} LLMs with evidence · MoLAM {'fitted' if project.is_annotated() else 'not fitted'}\n"
-            f"{max(summary['iterations'] - 1, 0)} iterations · {summary['labeled']} labeled · {summary['overrides']} overrides"
-        )
+        job_sidebar(project)
     token = _inside_shell.set(True)
     try:
         navigation.run()

@@ -652,6 +652,29 @@ def _out_of_fold_proba(
     return labeled, probas, fold_of
 
 
+class WithoutMember(AnnotationModel):
+    """``model`` fitted and applied with one member of the panel left out (its evidence dropped):
+    what the panel is worth without that member (leave-one-LLM-out)."""
+
+    def __init__(self, model: AnnotationModel, member: str) -> None:
+        self.model = model
+        self.member = member
+
+    def _without(self, evidence: PanelEvidence) -> PanelEvidence:
+        if self.member not in evidence.models:
+            raise AnnotationError(f"{self.member!r} is not a member of the panel {evidence.models}")
+        return evidence.select_models([m for m in evidence.models if m != self.member])
+
+    def fit(self, evidence: PanelEvidence, y: np.ndarray) -> "WithoutMember":
+        super().fit(evidence, y)
+        self.model_ = clone(self.model).fit(self._without(evidence), y)
+        return self
+
+    def predict_proba(self, evidence: PanelEvidence) -> np.ndarray:
+        self._check_fitted_evidence(evidence)
+        return self.model_.predict_proba(self._without(evidence))
+
+
 def cross_validated_accuracy(
     model: AnnotationModel, evidence: PanelEvidence, y: np.ndarray, n_splits: int = 5, random_state: int = 0,
     text_member=None,
@@ -865,9 +888,9 @@ def apply_temperature(proba: np.ndarray, temperature: float) -> np.ndarray:
     return np.exp(_log_softmax(_log_proba(proba) / temperature))
 
 
-def _top_probability(gaps: np.ndarray, temperature: float) -> np.ndarray:
-    """The top class's probability under softmax(log p / T) per row, from ``gaps`` = log p minus
-    the row's top log p (the top class does not change with T)."""
+def _given_probability(gaps: np.ndarray, temperature: float) -> np.ndarray:
+    """The given label's probability under softmax(log p / T) per row, from ``gaps`` = log p minus
+    the given label's log p in that row."""
     return 1.0 / np.exp(gaps / temperature).sum(axis=1)
 
 
@@ -879,6 +902,92 @@ class AccuracyInterval:
     low: float
     high: float
     n: int
+
+
+@dataclass(frozen=True)
+class TemperatureCalibration:
+    """A temperature fitted on human labels' out-of-fold probabilities, and its bootstrap over those
+    labels: what :meth:`expected_accuracy` needs to estimate how right any set of labels is.
+
+    Per bootstrap resample of the human labels: the temperature it fits (``bootstrap_temperatures``)
+    and, when ``widened``, how far its mean calibration residual (right or not, minus the calibrated
+    probability of the label given) lies from that of all the labels (``bootstrap_residuals``).
+    """
+
+    temperature: float
+    n_labels: int
+    bootstrap_temperatures: tuple[float, ...]
+    bootstrap_residuals: tuple[float, ...]
+    widened: bool
+    random_state: int = 0
+
+    @classmethod
+    def fit(cls, seed_proba: np.ndarray, seed_labels: np.ndarray, *, n_bootstrap: int = 500, widen: bool = True,
+            random_state: int = 0) -> "TemperatureCalibration":
+        """Fit on the human labels ``seed_labels`` and the model's out-of-fold ``seed_proba``."""
+        temperature = fit_temperature(seed_proba, seed_labels)
+        # Each resample of the labels is a count per label; its log-loss at each grid temperature is
+        # then the counts times the labels' own log-losses there.
+        seed_log_proba, rows = _log_proba(seed_proba), np.arange(len(seed_labels))
+        seed_losses = np.stack([-_log_softmax(seed_log_proba / t)[rows, seed_labels] for t in BOOTSTRAP_TEMPERATURES],
+                               axis=1)
+        counts = np.random.default_rng(random_state).multinomial(
+            len(seed_labels), np.full(len(seed_labels), 1.0 / len(seed_labels)), size=n_bootstrap
+        )
+        chosen = (counts @ seed_losses).argmin(axis=1)
+        residuals = np.zeros(n_bootstrap)
+        if widen:
+            hits = (seed_proba.argmax(axis=1) == seed_labels).astype(float)
+            gaps = seed_log_proba - seed_log_proba.max(axis=1, keepdims=True)
+            grid_residuals = np.stack([hits - _given_probability(gaps, t) for t in BOOTSTRAP_TEMPERATURES], axis=1)
+            residuals = ((counts * grid_residuals[:, chosen].T).sum(axis=1) / len(seed_labels)
+                         - (hits - _given_probability(gaps, temperature)).mean())
+        return cls(temperature, len(seed_labels), tuple(float(t) for t in BOOTSTRAP_TEMPERATURES[chosen]),
+                   tuple(float(r) for r in residuals), widen, random_state)
+
+    def expected_accuracy(
+        self, proba: np.ndarray, given: np.ndarray, groups: Mapping, confidence: float = 0.95
+    ) -> dict:
+        """How many of the labels ``given`` (label index per row of ``proba``, the model's (n, K)
+        probabilities of those texts) are right, per group of rows (``groups``: {key: boolean mask});
+        an empty group is estimated at 1 over n = 0 (nothing in it can be wrong).
+
+        The estimate is the mean calibrated probability of the label given. The interval: percentiles
+        over the bootstrap resamples, each with its own temperature; ``widened`` adds to each resample
+        its residual's deviation (the calibration on n human labels is checked only that closely) and
+        a draw of the group's own binomial spread (its texts are finitely many).
+        """
+        proba, given = np.asarray(proba, dtype=float), np.asarray(given, dtype=int)
+        log_proba = _log_proba(proba)
+        gaps = log_proba - log_proba[np.arange(len(given)), given][:, None]
+        masks = [np.asarray(g, dtype=bool) for g in groups.values()]
+
+        def group_means(temperature: float) -> tuple[np.ndarray, np.ndarray]:
+            p = _given_probability(gaps, temperature)
+            means = np.array([p[g].mean() if g.any() else 1.0 for g in masks])
+            spread = np.array([np.sqrt((p[g] * (1 - p[g])).sum()) / g.sum() if g.any() else 0.0 for g in masks])
+            return means, spread
+
+        point, _ = group_means(self.temperature)
+        temperatures = np.asarray(self.bootstrap_temperatures)
+        used, resample_of = np.unique(temperatures, return_inverse=True)
+        means, spreads = (np.array(v)[resample_of] for v in zip(*(group_means(t) for t in used)))
+        if self.widened:
+            noise = np.random.default_rng(self.random_state + 1).standard_normal(means.shape)
+            means = means + np.asarray(self.bootstrap_residuals)[:, None] + noise * spreads
+        tail = (1.0 - confidence) / 2 * 100
+        low, high = (np.clip(np.percentile(means, q, axis=0), 0.0, 1.0) for q in (tail, 100 - tail))
+        return {key: AccuracyInterval(float(point[i]), float(min(low[i], point[i])), float(max(high[i], point[i])),
+                                      int(g.sum()))
+                for i, (key, g) in enumerate(zip(groups, masks))}
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping) -> "TemperatureCalibration":
+        return cls(**{**data, "bootstrap_temperatures": tuple(data["bootstrap_temperatures"]),
+                      "bootstrap_residuals": tuple(data["bootstrap_residuals"])})
 
 
 @dataclass(frozen=True)
@@ -902,7 +1011,8 @@ class LabeledAccuracy:
     seeds' out-of-fold probabilities; ``n_seeds``: the human labels it rests on;
     ``cross_validated``: the plain out-of-fold accuracy on those seeds, for comparison;
     ``reliability``: the reliability plot of those out-of-fold probabilities as the model gave them
-    (:func:`reliability_curve`).
+    (:func:`reliability_curve`); ``calibration``: the calibration itself, to estimate other sets of
+    the model's labels later (e.g. the labeled set as it grows).
     """
 
     overall: AccuracyInterval
@@ -911,29 +1021,36 @@ class LabeledAccuracy:
     n_seeds: int
     cross_validated: float
     reliability: tuple[ReliabilityBin, ...] = ()
+    calibration: TemperatureCalibration | None = None
 
     def labeled_set(self, n_human: int) -> AccuracyInterval:
         """Accuracy of the whole labeled set: ``n_human`` human labels (seeds, reviewed texts), taken
         as right, and the model's labels on the others."""
-        n = n_human + self.overall.n
-        if n == 0:
-            return AccuracyInterval(1.0, 1.0, 1.0, 0)
-        share = self.overall.n / n
-        return AccuracyInterval(*(1.0 - share * (1.0 - v) for v in
-                                  (self.overall.accuracy, self.overall.low, self.overall.high)), n)
+        return with_human_labels(self.overall, n_human)
 
     def to_dict(self) -> dict:
         return asdict(self)
 
     @classmethod
     def from_dict(cls, data: Mapping) -> "LabeledAccuracy":
+        calibration = data.get("calibration")
         return cls(
             overall=AccuracyInterval(**data["overall"]),
             per_label={label: AccuracyInterval(**v) for label, v in data["per_label"].items()},
             temperature=float(data["temperature"]), n_seeds=int(data["n_seeds"]),
             cross_validated=float(data["cross_validated"]),
             reliability=tuple(ReliabilityBin(**b) for b in data.get("reliability", ())),
+            calibration=TemperatureCalibration.from_dict(calibration) if calibration else None,
         )
+
+
+def with_human_labels(estimate: AccuracyInterval, n_human: int) -> AccuracyInterval:
+    """Accuracy of ``estimate.n`` model labels together with ``n_human`` human labels, taken as right."""
+    n = n_human + estimate.n
+    if n == 0:
+        return AccuracyInterval(1.0, 1.0, 1.0, 0)
+    share = estimate.n / n
+    return AccuracyInterval(*(1.0 - share * (1.0 - v) for v in (estimate.accuracy, estimate.low, estimate.high)), n)
 
 
 def calibrated_accuracy(
@@ -945,6 +1062,7 @@ def calibrated_accuracy(
     n_bootstrap: int = 500,
     confidence: float = 0.95,
     random_state: int = 0,
+    widen: bool = True,
 ) -> LabeledAccuracy:
     """Expected accuracy of labels argmax(``proba``), from human labels only.
 
@@ -952,11 +1070,12 @@ def calibrated_accuracy(
     (each from a fit that did not see that text's label), ``seed_labels`` their human labels;
     ``proba`` (n, K): the model's probabilities of the texts it labels. A temperature fitted on the
     seeds calibrates ``proba``; the expected accuracy is then the mean calibrated probability of
-    the label given, overall and per label. The interval: percentiles over ``n_bootstrap``
-    resamples of the seeds, each fitting its own temperature. It covers the calibration's own
-    uncertainty only, not a misfit of one temperature for every label, and is too narrow: on the
-    paper's TREC and IMDB evidence it held the true accuracy in 3 of 5 seed sets each
-    (benchmarks/estimate_quality.py).
+    the label given, overall and per label (:meth:`TemperatureCalibration.expected_accuracy`). The
+    interval: percentiles over ``n_bootstrap`` resamples of the seeds, each fitting its own
+    temperature; ``widen`` (default) adds the calibration residual's own sampling spread and each
+    group's binomial spread. Without ``widen`` it covers the temperature's uncertainty only and was
+    too narrow (the true accuracy in 3 of 5 seed sets on the paper's TREC and IMDB evidence;
+    ``benchmarks/estimate_quality.py`` measures both).
     """
     seed_proba, proba = np.asarray(seed_proba, dtype=float), np.asarray(proba, dtype=float)
     seed_labels = np.asarray(seed_labels, dtype=int)
@@ -971,38 +1090,17 @@ def calibrated_accuracy(
         )
     if seed_labels.min() < 0 or seed_labels.max() >= len(labels):
         raise AnnotationError(f"seed_labels must be label indices 0..{len(labels) - 1} for {tuple(labels)}")
-    given, log_proba = proba.argmax(axis=1), _log_proba(proba)
-    gaps = log_proba - log_proba.max(axis=1, keepdims=True)
+    calibration = TemperatureCalibration.fit(seed_proba, seed_labels, n_bootstrap=n_bootstrap, widen=widen,
+                                             random_state=random_state)
+    given = proba.argmax(axis=1)
     # The texts given any label, then those given each label it gives at all.
     groups = {None: np.ones(len(given), dtype=bool)}
     groups.update({label: given == k for k, label in enumerate(labels) if (given == k).any()})
-
-    def estimates(temperature: float) -> np.ndarray:
-        confidence_given = _top_probability(gaps, temperature)
-        return np.array([confidence_given[g].mean() if g.any() else 1.0 for g in groups.values()])
-
-    temperature = fit_temperature(seed_proba, seed_labels)
-    point = estimates(temperature)
-    # Each resample of the seeds is a count per seed; its log-loss at each grid temperature is then
-    # the counts times the seeds' own log-losses there.
-    seed_log_proba, rows = _log_proba(seed_proba), np.arange(len(seed_labels))
-    seed_losses = np.stack([-_log_softmax(seed_log_proba / t)[rows, seed_labels] for t in BOOTSTRAP_TEMPERATURES],
-                           axis=1)
-    counts = np.random.default_rng(random_state).multinomial(
-        len(seed_labels), np.full(len(seed_labels), 1.0 / len(seed_labels)), size=n_bootstrap
-    )
-    chosen = (counts @ seed_losses).argmin(axis=1)
-    used, resample_of = np.unique(chosen, return_inverse=True)
-    spread = np.array([estimates(BOOTSTRAP_TEMPERATURES[g]) for g in used])[resample_of]
-    tail = (1.0 - confidence) / 2 * 100
-    low, high = (np.percentile(spread, q, axis=0) for q in (tail, 100 - tail))
-    # (no text to label at all: nothing can be wrong, accuracy 1 over n = 0)
-    intervals = {label: AccuracyInterval(float(point[i]), float(low[i]), float(high[i]), int(g.sum()))
-                 for i, (label, g) in enumerate(groups.items())}
+    intervals = calibration.expected_accuracy(proba, given, groups, confidence)
     overall = intervals.pop(None)
     cross_validated = float((seed_proba.argmax(axis=1) == seed_labels).mean())
-    return LabeledAccuracy(overall, intervals, temperature, len(seed_labels), cross_validated,
-                           tuple(reliability_curve(seed_proba, seed_labels)))
+    return LabeledAccuracy(overall, intervals, calibration.temperature, len(seed_labels), cross_validated,
+                           tuple(reliability_curve(seed_proba, seed_labels)), calibration)
 
 
 def reliability_curve(
@@ -1042,6 +1140,7 @@ def estimate_labeled_accuracy(
     random_state: int = 0,
     n_bootstrap: int = 500,
     fitted: AnnotationModel | None = None,
+    widen: bool = True,
 ) -> LabeledAccuracy:
     """How right ``model``'s labels are on the texts without a human label, from the human labels
     ``y`` alone (label index per text, -1 where none): :func:`calibrated_accuracy` of the model
@@ -1051,7 +1150,8 @@ def estimate_labeled_accuracy(
     over the same texts) is cross-fitted on ``y`` for the full fit, and again on each fold's labels.
     The fold models keep the hyperparameters the full fit chose (:func:`_with_chosen_hyperparameters`).
     ``fitted``: ``model`` already fitted on ``y`` (with the text member cross-fitted on ``y``, as the
-    app fits it), to save refitting it; None fits a clone of ``model``.
+    app fits it), to save refitting it; None fits a clone of ``model``. ``widen``: see
+    :func:`calibrated_accuracy`.
     """
     y = _check_targets(evidence, y)
     n_seeds = int((y != UNLABELED).sum())
@@ -1071,7 +1171,7 @@ def estimate_labeled_accuracy(
         {"model": _with_chosen_hyperparameters(model, fitted)}, evidence, y, n_splits, random_state, text_member
     )
     return calibrated_accuracy(seed_proba["model"], y[labeled], proba[y == UNLABELED], evidence.labels,
-                               n_bootstrap=n_bootstrap, random_state=random_state)
+                               n_bootstrap=n_bootstrap, random_state=random_state, widen=widen)
 
 
 ANNOTATOR_NAMES = (

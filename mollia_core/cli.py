@@ -2,6 +2,7 @@
 
     python -m mollia_core run --config configs/trec_replay.toml [--output DIR] [--fresh] [--iterations N]
     python -m mollia_core run --project PATH_OR_NAME [--iterations N] [--output DIR]
+    python -m mollia_core plan --config FILE [--timed-texts N]
     python -m mollia_core models prepare [--verify] [NAME ...]
     python -m mollia_core serve --model FILE.gguf | --embedded NAME [--host H] [--port P] [--api-key KEY]
     python -m mollia_core label DATA.csv --text-column COL --label-column COL --out OUT.csv [...]
@@ -10,7 +11,8 @@
 own Project API, runs the loop to the planned number of iterations -- a run that was killed carries
 on where it stopped -- and writes ``results.json`` and ``learning_curve.png`` there; the project file
 opens in the dashboard. ``run --project`` continues an existing project (one made by ``run --config``
-or in the dashboard) with its stored settings.
+or in the dashboard) with its stored settings. ``plan --config`` times each LLM of the config's
+``[panel]`` on the first seed texts and prints what the seed texts and the whole pool would cost.
 """
 
 from __future__ import annotations
@@ -23,8 +25,9 @@ import time
 from pathlib import Path
 from typing import Sequence
 
-from .config import PROJECT_FILE, ConfigError, load_config, prepare_project, run_project
+from .config import PROJECT_FILE, ConfigError, build_project, load_config, prepare_project, run_project
 from .loop import LoopError, StepResult
+from .plan import DEFAULT_TIMED_TEXTS
 from .store import PROJECT_SUFFIX, StoreError
 
 
@@ -61,7 +64,7 @@ def run_command(args: argparse.Namespace) -> int:
         if args.fresh:
             for suffix in ("", "-wal", "-shm"):
                 Path(f"{path}{suffix}").unlink(missing_ok=True)
-        project = prepare_project(config, path)
+        project = prepare_project(config, path, say=lambda line: print(line, flush=True))
     else:
         if args.fresh:
             raise UserError("--fresh discards a run made from a config: use it with --config, not --project")
@@ -74,6 +77,7 @@ def run_command(args: argparse.Namespace) -> int:
         if iterations:
             print(f"resuming {path} at iteration {iterations[-1].iteration} ({iterations[-1].status})", flush=True)
         results = run_project(project, args.iterations, settings, progress=_print_step)
+        results.update(_panel_cost(project))
     finally:
         project.store.close()
     results["run"] = {
@@ -89,6 +93,53 @@ def run_command(args: argparse.Namespace) -> int:
     print(f"wrote {output / 'results.json'} and {output / 'learning_curve.png'}")
     print(f"to open the project in the dashboard: MOLLIA_PROJECTS_DIR={path.parent} streamlit run app.py, "
           f"then open {path.name.removesuffix(PROJECT_SUFFIX)!r}")
+    return 0
+
+
+def _panel_cost(project) -> dict[str, dict[str, float]]:
+    """``texts_answered``: texts with each panel LLM's evidence in the project; ``llm_seconds``: wall seconds
+    the project's evidence runs spent on each LLM (loading it included; none for replayed evidence)."""
+    models = project.panel.models()
+    spent = project.get_setting("evidence_seconds", {}) or {}
+    return {
+        "texts_answered": {model: n for model, n in project.panel.evidence_counts().items() if model in models},
+        "llm_seconds": {model: round(spent[model]["seconds"], 3) for model in models if model in spent},
+    }
+
+
+def plan_command(args: argparse.Namespace) -> int:
+    import tempfile
+
+    import torch
+
+    from .plan import format_seconds, measure_rates, plan_choices
+
+    torch.set_num_threads(args.threads)
+    config = load_config(args.config)
+    if not config.panel:
+        raise UserError(f"{args.config} has no [panel] of live LLMs to time: add [panel] models = [\"smollm2-135m\"]")
+    if args.timed_texts < 1:
+        raise UserError(f"--timed-texts must be at least 1, got {args.timed_texts}")
+    with tempfile.TemporaryDirectory(prefix="mollia-plan-") as folder:  # the run builds its own project
+        project = build_project(config, Path(folder) / PROJECT_FILE)
+        try:
+            rates = measure_rates(project, timed_texts=args.timed_texts, say=lambda line: print(line, flush=True))
+            choices = plan_choices(project, rates)
+            n_seeds, n_texts = len(project.dataset.seeds()), project.store.n_texts
+        finally:
+            project.store.close()
+    print(f"\n{n_texts} texts, {n_seeds} seed texts; measured on this machine:")
+    for rate in rates:
+        print(f"  {rate.model}: {rate.seconds_per_text:.3f} s per text ({rate.texts} texts timed after a warm-up "
+              f"text that took {rate.warmup_s:.1f} s with loading)")
+    for choice in choices:
+        counts = ", ".join(f"{model} {n}" for model, n in choice.texts_per_model.items())
+        print(f"{choice.name}: expected {format_seconds(choice.expected_s)}; texts each LLM answers: {counts}")
+    print("label as you go (only the texts the loop needs): not available yet")
+    summary = {"seconds_per_text": {r.model: r.seconds_per_text for r in rates},
+               "warmup_s": {r.model: r.warmup_s for r in rates},
+               "choices": {c.name: {"expected_s": c.expected_s, "texts_per_model": c.texts_per_model} for c in choices}}
+    print(json.dumps(summary))
     return 0
 
 
@@ -242,6 +293,19 @@ def build_parser() -> argparse.ArgumentParser:
         help="torch CPU threads (default: $MOLLIA_TORCH_THREADS, else 2)",
     )
     run.set_defaults(handler=run_command)
+    plan = commands.add_parser(
+        "plan", help="time each LLM of a config's [panel] and print what the seed texts and the whole pool cost",
+        description="Times each LLM of the config's [panel] on this machine (a warm-up text, then the first "
+        "seed texts) and prints, for the seed texts only and for the whole pool, the expected wall time and how "
+        "many texts each LLM answers (texts already in the evidence cache cost nothing). Nothing is kept; the "
+        "last line is the same as JSON.",
+    )
+    plan.add_argument("--config", required=True, help="the run's configuration file (.json or .toml)")
+    plan.add_argument("--timed-texts", type=int, default=DEFAULT_TIMED_TEXTS,
+                      help=f"seed texts timed per LLM after the warm-up (default {DEFAULT_TIMED_TEXTS})")
+    plan.add_argument("--threads", type=int, default=int(os.environ.get("MOLLIA_TORCH_THREADS") or 2),
+                      help="torch CPU threads (default: $MOLLIA_TORCH_THREADS, else 2)")
+    plan.set_defaults(handler=plan_command)
     models = commands.add_parser("models", help="embedded LLMs")
     model_commands = models.add_subparsers(dest="models_command", required=True)
     prepare = model_commands.add_parser("prepare", help="assemble, verify and convert embedded models once")

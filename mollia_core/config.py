@@ -20,6 +20,11 @@ A config file has four tables (every key optional except a dataset source)::
     #                            # it may be the label column itself, with test_size = validation_size = 0
 
     annotator = "molam"          # molam | mol | molam-paper | gold | vote | mean | best_llm | llm:<model>[:votes]
+    evidence = "full"            # every LLM of [panel] answers every text (on demand is not built yet)
+
+    [panel]                      # live LLMs, instead of stored evidence: the names the dashboard shows
+    models = ["smollm2-135m", "hf:HuggingFaceTB/SmolLM2-360M-Instruct",
+              {kind = "server", base_url = "http://localhost:8000/v1", model = "qwen", api_key_env = "KEY_VAR"}]
 
     [loop]                       # LoopConfig: batch_size, planned_iterations (old name n_iterations), strategy, ...
 
@@ -29,7 +34,9 @@ Relative paths are read relative to the config file. The project is built as the
 Annotators pages build one: ``Project.set_dataset`` (with the config's test and validation splits),
 the evidence imported as replayed evidence (each LLM joins the panel as ``replay:<model>``), the
 seeds (``take_seeds_from_column``, or the seed column's labels), and the loop's annotator
-(``project.loop.set_annotator``). ``best_llm`` is the single LLM (its probabilities or its votes)
+(``project.loop.set_annotator``). With a ``[panel]``, its LLMs answer every text first
+(``PanelService.run_evidence``, one model in memory at a time, through the evidence cache); a run
+killed meanwhile resumes with the texts not answered yet. ``best_llm`` is the single LLM (its probabilities or its votes)
 most accurate on the seed labels only; it is resolved once, to ``llm:<model>:<probs|votes>``.
 """
 
@@ -37,7 +44,7 @@ from __future__ import annotations
 
 import json
 import tomllib
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
@@ -52,7 +59,10 @@ from .store import PROJECT_SUFFIX
 
 PROJECT_NAME = "project"
 PROJECT_FILE = PROJECT_NAME + PROJECT_SUFFIX
+_BUILT = "run_built"  # texts, panel and seeds stored; the live panel's evidence and the annotator may be to do
 _PREPARED = "run_prepared"
+#: Values of the top-level ``evidence`` key that run ("on-demand" is refused until it is built).
+EVIDENCE_MODES = ("full",)
 
 
 class ConfigError(Exception):
@@ -89,6 +99,9 @@ class RunConfig:
     loop: LoopConfig = field(default_factory=LoopConfig)
     output_dir: str = "runs/run"
     base_dir: Path = field(default_factory=Path.cwd)
+    panel: list[AnnotatorSpec] = field(default_factory=list)
+    api_key_env: dict[str, str] = field(default_factory=dict)  # panel member -> environment variable of its key
+    evidence: str = "full"
 
     @property
     def output_path(self) -> Path:
@@ -103,6 +116,8 @@ class RunConfig:
             "dataset": {f.name: getattr(self.dataset, f.name) for f in fields(DatasetConfig)},
             "seeds": {f.name: getattr(self.seeds, f.name) for f in fields(SeedConfig)},
             "annotator": self.annotator,
+            "evidence": self.evidence,
+            "panel": [asdict(spec) for spec in self.panel],
             "loop": self.loop.to_dict(),
             "output_dir": str(self.output_path),
         }
@@ -121,9 +136,53 @@ def _section(cls, values: Any, name: str):
         raise ConfigError(f"[{name}]: {exc}") from None
 
 
+_SPEC_KEYS = {"kind", "model", "base_url", "quantization", "api_key_env"}
+
+
+def _panel_member(entry: Any) -> tuple[AnnotatorSpec, str | None]:
+    """A ``[panel] models`` entry: an embedded model's name or ``hf:<id>`` (as ``label --models`` reads
+    them), or a table ``{kind = "server" | "hf" | "embedded", model = ..., base_url = ...}``."""
+    from .label import LabelError, annotator_spec
+
+    if isinstance(entry, str):
+        try:
+            return annotator_spec(entry.strip()), None
+        except LabelError as exc:
+            raise ConfigError(f"[panel] models: {exc}") from None
+    if not isinstance(entry, Mapping):
+        raise ConfigError(f"[panel] models: each entry is a name or a table, got {entry!r}")
+    unknown = sorted(set(entry) - _SPEC_KEYS)
+    if unknown:
+        raise ConfigError(f"[panel] models: unknown key(s) {unknown} in {dict(entry)}; known: {sorted(_SPEC_KEYS)}")
+    kind, model = str(entry.get("kind", "")), str(entry.get("model", "")).strip()
+    if kind not in ("server", "hf", "embedded") or not model:
+        raise ConfigError(f"[panel] models: {dict(entry)} needs kind = \"server\", \"hf\" or \"embedded\" and a model")
+    if kind == "server" and not str(entry.get("base_url", "")).strip():
+        raise ConfigError(f"[panel] models: the server {model!r} needs its base_url (e.g. http://localhost:8000/v1)")
+    if kind == "embedded":
+        spec, _ = _panel_member(model)
+        return spec, None
+    spec = AnnotatorSpec(kind=kind, model=model, base_url=str(entry.get("base_url", "")).strip(),
+                         quantization=str(entry.get("quantization", "auto")))
+    return spec, entry.get("api_key_env")
+
+
+def _parse_panel(values: Any) -> tuple[list[AnnotatorSpec], dict[str, str]]:
+    if not isinstance(values, Mapping) or set(values) - {"models"}:
+        raise ConfigError("[panel] is a table with one key: models = [\"smollm2-135m\", ...]")
+    models = values.get("models", [])
+    if not isinstance(models, list) or not models:
+        raise ConfigError("[panel] models must be a list of at least one LLM, e.g. models = [\"smollm2-135m\"]")
+    members = [_panel_member(entry) for entry in models]
+    names = [spec.display_name for spec, _ in members]
+    if len(set(names)) != len(names):
+        raise ConfigError(f"[panel] models names the same LLM twice: {names}")
+    return [spec for spec, _ in members], {spec.display_name: env for spec, env in members if env}
+
+
 def parse_config(values: Mapping[str, Any], base_dir: str | Path | None = None) -> RunConfig:
     """Validate a config mapping (as read from JSON / TOML)."""
-    known = {"dataset", "seeds", "annotator", "loop", "output_dir"}
+    known = {"dataset", "seeds", "annotator", "loop", "output_dir", "panel", "evidence"}
     unknown = sorted(set(values) - known)
     if unknown:
         raise ConfigError(f"unknown top-level key(s) {unknown}; known: {sorted(known)}")
@@ -135,6 +194,15 @@ def parse_config(values: Mapping[str, Any], base_dir: str | Path | None = None) 
     annotator = values.get("annotator", "molam")
     if not isinstance(annotator, str) or not annotator:
         raise ConfigError(f"annotator must be a name such as \"molam\", got {annotator!r}")
+    evidence = values.get("evidence", "full")
+    if evidence == "on-demand":
+        raise ConfigError('evidence = "on-demand" (the LLMs answering only the texts the loop needs) is not '
+                          'built yet: use evidence = "full" (every LLM of [panel] answers every text)')
+    if evidence not in EVIDENCE_MODES:
+        raise ConfigError(f'evidence must be "full", got {evidence!r}')
+    panel, api_key_env = _parse_panel(values["panel"]) if "panel" in values else ([], {})
+    if panel and dataset.paper_evidence or panel and dataset.evidence:
+        raise ConfigError("give the LLM evidence once: a [panel] of live LLMs, or stored evidence in [dataset], not both")
     return RunConfig(
         dataset=dataset,
         seeds=_section(SeedConfig, values.get("seeds", {}), "seeds"),
@@ -142,6 +210,9 @@ def parse_config(values: Mapping[str, Any], base_dir: str | Path | None = None) 
         loop=_section(LoopConfig, LoopConfig.current_names(values.get("loop", {})), "loop"),
         output_dir=str(values.get("output_dir", "runs/run")),
         base_dir=Path(base_dir) if base_dir is not None else Path.cwd(),
+        panel=panel,
+        api_key_env=api_key_env,
+        evidence=evidence,
     )
 
 
@@ -272,13 +343,27 @@ def assign_splits(n: int, test_size: int, validation_size: int, random_state: in
 
 
 # ---------------------------------------------------------------------- config -> project
-def prepare_project(config: RunConfig, path: str | Path) -> Project:
+def prepare_project(config: RunConfig, path: str | Path, say: Callable[[str], None] | None = None) -> Project:
     """Build the run's project at ``path`` through the dashboard's Project API (texts and splits,
-    evidence and panel, seeds, annotator), or reopen one already built there."""
+    evidence and panel, seeds, annotator), or reopen one already built there; a project killed while
+    its live panel answered carries on with the texts not answered yet. ``say``: progress lines."""
+    project = build_project(config, path)
+    try:
+        if not project.get_setting(_PREPARED):
+            _finish(project, config, say)
+    except BaseException:
+        project.store.close()
+        raise
+    return project
+
+
+def build_project(config: RunConfig, path: str | Path) -> Project:
+    """The run's project with its texts and splits, panel (stored evidence imported) and seeds, before any
+    live LLM answers: built at ``path``, or reopened there."""
     path = Path(path)
     if path.exists():
         project = Project(path)
-        if project.get_setting(_PREPARED):
+        if project.get_setting(_BUILT) or project.get_setting(_PREPARED):
             return project
         project.store.close()  # killed while it was being built: start over
         for suffix in ("", "-wal", "-shm"):
@@ -312,7 +397,16 @@ def _build(project: Project, config: RunConfig, source: SourceTable, splits: np.
         raise ConfigError(f"[dataset]: {exc}") from None
     if source.evidence is not None:
         _import_evidence(project, source)
+    elif config.panel:
+        project.panel.set_specs(config.panel)
     _take_seeds(project, config, source, splits)
+    project.set_setting(_BUILT, True)
+
+
+def _finish(project: Project, config: RunConfig, say: Callable[[str], None] | None) -> None:
+    """The live panel's evidence (what is not answered yet), then the loop's annotator."""
+    if config.panel:
+        collect_evidence(project, config, say)
     annotator = best_llm_annotator(project) if config.annotator == "best_llm" else config.annotator
     try:
         if is_meta_learner(annotator):  # MoLAM's fit, as the MoLAM page makes it (without its cross-validation)
@@ -322,6 +416,47 @@ def _build(project: Project, config: RunConfig, source: SourceTable, splits: np.
         raise ConfigError(f"annotator {annotator!r}: {exc}") from None
     project.set_setting("run_config", config.to_dict())
     project.set_setting(_PREPARED, True)
+
+
+def collect_evidence(project: Project, config: RunConfig, say: Callable[[str], None] | None = None,
+                     report_every_s: float = 10.0) -> None:
+    """Each live LLM of the panel answers every text it has not answered yet (``evidence = "full"``), one
+    model in memory at a time, through the evidence cache; each batch is committed as it is done.
+    ``say`` gets a line every ``report_every_s`` seconds with the LLM's and the whole panel's ETA."""
+    import os
+    import time
+
+    from .plan import PanelEta, format_seconds
+    from .project import make_source
+
+    specs = [spec for spec in project.panel.specs() if spec.kind != "replay"]
+    todo = {spec.display_name: len(project.panel.missing_evidence(spec.display_name)) for spec in specs}
+    eta = PanelEta(todo, project.panel.seconds_per_text())
+    last_said = {"at": 0.0, "done": (None, -1)}
+
+    def report(model: str, progress) -> None:
+        eta.update(model, progress.done, progress.elapsed_s)
+        now, done = time.monotonic(), (model, progress.done)
+        due = progress.done == progress.total or now - last_said["at"] >= report_every_s
+        if say is not None and due and done != last_said["done"]:
+            last_said.update(at=now, done=done)
+            say(f"{model}: {progress.done} / {progress.total} texts, {format_seconds(progress.eta_s)} left for it, "
+                f"{format_seconds(eta.remaining_s())} for the panel")
+
+    prompt = project.panel.prompt()
+    for spec in specs:
+        if not todo[spec.display_name]:
+            continue
+        variable = config.api_key_env.get(spec.display_name)
+        if variable and not os.environ.get(variable):
+            raise ConfigError(f"[panel] {spec.display_name}: its API key is read from ${variable}, which is not set")
+        if say is not None:
+            say(f"{spec.display_name}: answering {todo[spec.display_name]} texts")
+        source = make_source(spec, prompt, api_key=os.environ.get(variable) if variable else None)
+        try:
+            project.panel.run_evidence([(spec, source)], progress=report)
+        finally:
+            source.close()
 
 
 def _import_evidence(project: Project, source: SourceTable) -> None:

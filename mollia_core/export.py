@@ -36,7 +36,7 @@ EXPORT_COLUMNS = (
     "iteration",
 )
 FORMATS = ("csv", "jsonl", "parquet")
-SOURCES = ("seed", "molam", "override")
+SOURCES = ("seed", "molam", "override")  # always listed in the metadata; others (e.g. "accept") where present
 MIME_TYPES = {"csv": "text/csv", "jsonl": "application/jsonl", "parquet": "application/vnd.apache.parquet"}
 
 # Our own columns get fixed dtypes, so a file reads back the same whatever its values.
@@ -238,22 +238,51 @@ def molam_accuracy_estimate(cv_accuracy: Mapping[str, Sequence[float]], n_seeds:
     }
 
 
-def export_metadata(frame: pd.DataFrame, molam_accuracy: Mapping[str, Any] | None, **about: Any) -> dict[str, Any]:
-    """The metadata of an export: per source (seed / molam / override) how many texts it labeled and
-    how accurate its labels are estimated to be. ``about`` adds context (project, labels, models)."""
+def export_metadata(
+    frame: pd.DataFrame, molam_accuracy: Mapping[str, Any] | None, *, labeled_estimate: Mapping[str, Any] | None = None,
+    **about: Any,
+) -> dict[str, Any]:
+    """The metadata of an export: per source (seed / molam / override / accept) how many texts it
+    labeled and how accurate its labels are estimated to be. ``about`` adds context (project, labels,
+    models).
+
+    ``molam_accuracy``: MoLAM's cross-validated accuracy on the seeds (:func:`molam_accuracy_estimate`).
+    ``labeled_estimate``: ``LabeledSetEstimate.to_dict()`` of the exported texts (services/annotation.py:
+    MoLAM's calibrated probabilities, human labels counted as right); when given, it is MoLAM's
+    source's ``estimated_accuracy`` (the cross-validation moves to ``seed_cross_validation``) and
+    the whole estimate is under ``labeled_set_estimate``.
+    """
+    from .store import HUMAN_SOURCES
+
     counts = frame["source"].value_counts()
+    molam_estimate = (labeled_estimate or {}).get("per_source", {}).get("molam")
     sources: dict[str, Any] = {}
-    for source in SOURCES:
-        human = source != "molam"
-        sources[source] = {
-            "texts": int(counts.get(source, 0)),
-            "human_labels": human,
-            "estimated_accuracy": None if human or molam_accuracy is None else dict(molam_accuracy),
-            "note": HUMAN_LABEL_NOTE if human else (
-                "MoLAM's labels: accuracy estimated on the seed labels alone" if molam_accuracy is not None
-                else "MoLAM's labels: no accuracy estimate (MoLAM was not cross-validated)"),
-        }
-    return {"mollia_export_metadata": 1, "texts": int(len(frame)), **about, "sources": sources}
+    for source in dict.fromkeys(SOURCES + tuple(counts.index)):
+        human = source in HUMAN_SOURCES
+        entry: dict[str, Any] = {"texts": int(counts.get(source, 0)), "human_labels": human}
+        if human:
+            entry.update(estimated_accuracy=None, note=HUMAN_LABEL_NOTE)
+        elif molam_estimate is not None and source == "molam":
+            entry.update(
+                estimated_accuracy={"mean": molam_estimate["accuracy"],
+                                    "interval_95": [molam_estimate["low"], molam_estimate["high"]],
+                                    "texts": molam_estimate["n"], "n_human_labels": labeled_estimate["n_human_labels"],
+                                    "method": labeled_estimate["method"]},
+                seed_cross_validation=dict(molam_accuracy) if molam_accuracy is not None else None,
+                note=f"MoLAM's labels: an estimate from {labeled_estimate['n_human_labels']} human labels, "
+                     "not a measurement",
+            )
+        else:
+            entry.update(
+                estimated_accuracy=dict(molam_accuracy) if molam_accuracy is not None else None,
+                note="MoLAM's labels: accuracy estimated on the seed labels alone" if molam_accuracy is not None
+                else "MoLAM's labels: no accuracy estimate (MoLAM was not cross-validated)",
+            )
+        sources[source] = entry
+    out = {"mollia_export_metadata": 1, "texts": int(len(frame)), **about, "sources": sources}
+    if labeled_estimate is not None:
+        out["labeled_set_estimate"] = dict(labeled_estimate)
+    return out
 
 
 def metadata_path(path: str | Path) -> Path:

@@ -25,8 +25,11 @@ the run: the lambda of an iteration depends on its number and the plan only, nev
 was split into calls or restarts; iterations run past the plan (``run(n)`` goes on as long as asked)
 keep ``lambda_end``.
 
-A human override (:meth:`ActiveLearningLoop.override`) is time-stamped in the store and used from
-the next training on, with weight 1 and no negative labels. An annotator whose labels are a
+A human review -- an override (:meth:`ActiveLearningLoop.override`) or an accept of the annotator's
+label (``ProjectStore.accept``) -- is time-stamped in the store and used from the next training on,
+with weight 1 and no negative labels. Once the pool is empty, pending reviews still reach the AL
+model: the next step is then a training-only iteration (``retrain``: nothing queried, L retrained
+with them); with nothing pending the run is done. An annotator whose labels are a
 human's (``human_labels = True``, e.g. :class:`GoldOracle`, the upper reference) is trained on
 the same way; its d_anno flags are still recorded.
 
@@ -179,7 +182,10 @@ class StepResult:
     """What :meth:`ActiveLearningLoop.step` did."""
 
     iteration: int
-    step: str  # "train" (iteration 0 or after labeling), "query", "label", or "done"
+    #: "train" (iteration 0 or after labeling), "query", "label", "retrain" (a training-only iteration:
+    #: the pool is empty but human reviews wait for a training; its metrics' ``reviews_used`` says how
+    #: many), or "done"
+    step: str
     record: IterationRecord | None
 
 
@@ -288,8 +294,10 @@ class ActiveLearningLoop:
         return np.flatnonzero((self.splits == "pool") & ~labeled)
 
     def next_step(self, target: int | None = None) -> str:
-        """``train`` / ``query`` / ``label``, or ``done``: ``target`` AL iterations (default: the planned
-        ones) are trained, or the pool is empty. A half-done iteration is always finished first."""
+        """``train`` / ``query`` / ``label``, ``retrain`` (the pool is empty but human reviews are pending:
+        an iteration that queries nothing and trains on L with them), or ``done``: ``target`` AL iterations
+        (default: the planned ones) are trained, or the pool is empty and no review is pending. A half-done
+        iteration is always finished first."""
         last = self.last
         if last is None:
             return "train"
@@ -298,8 +306,10 @@ class ActiveLearningLoop:
         if last.status == "labeled":
             return "train"
         target = self.config.planned_iterations if target is None else target
-        if last.iteration >= target or len(self.pool_indices()) == 0:
+        if last.iteration >= target:
             return "done"
+        if len(self.pool_indices()) == 0:
+            return "retrain" if self.store.responses(pending_only=True) else "done"
         return "query"
 
     # ------------------------------------------------------------------ public actions
@@ -317,6 +327,8 @@ class ActiveLearningLoop:
             return StepResult(iteration, "train", self._train(iteration))
         if action == "label":
             return StepResult(last.iteration, "label", self._label(last))
+        if action == "retrain":
+            return StepResult(last.iteration + 1, "retrain", self._retrain(last.iteration + 1))
         return StepResult(last.iteration + 1, "query", self._query(last.iteration + 1))
 
     def run(
@@ -402,6 +414,15 @@ class ActiveLearningLoop:
         self.store.put_iteration(record)
         return record
 
+    def _retrain(self, iteration: int) -> IterationRecord:
+        """An iteration with nothing to query (the pool is empty): L, with the pending human reviews, is
+        trained on as it stands, so that they reach the AL model."""
+        self.store.put_iteration(IterationRecord(
+            iteration=iteration, status="labeled", queried=(), lam=self._lambda(iteration),
+            metrics={"n_labeled_by_annotator": 0, "n_flagged": 0}, info={"training_only": True},
+        ))
+        return self._train(iteration)
+
     def _lambda(self, iteration: int) -> float:
         return self.config.lam(iteration) if self.config.negative_learning else 0.0
 
@@ -478,13 +499,13 @@ class ActiveLearningLoop:
 
     def _train(self, iteration: int) -> IterationRecord:
         if iteration == 0:
-            if not self.store.seed_labels() and not self.store.overrides():
+            if not self.store.human_labels():
                 raise LoopError("no seed labels: label some texts (about 50) before running the loop")
             self.store.put_iteration(IterationRecord(iteration=0, status="labeled", lam=0.0))
         self._ensure_annotator()
         lam = self._lambda(iteration) if iteration > 0 else 0.0
         train = self._training_set()
-        pending = len(self.store.overrides(pending_only=True))
+        pending = len(self.store.responses(pending_only=True))
         start = time.perf_counter()
         learner = self._fit(iteration, train, lam)
         train_s = time.perf_counter() - start
@@ -492,7 +513,7 @@ class ActiveLearningLoop:
         proba = np.asarray(learner.predict_proba(self.texts), dtype=np.float32)
         predict_s = time.perf_counter() - start
         metrics = self._metrics(proba.argmax(axis=1), train)
-        metrics["overrides_used"] = pending
+        metrics["reviews_used"] = pending  # human accepts and overrides this training used for the first time
         timings = {"train_s": train_s, "predict_s": predict_s}
         if not any(k.endswith("_accuracy") for k in metrics):  # no gold labels to measure on
             start = time.perf_counter()
@@ -503,7 +524,7 @@ class ActiveLearningLoop:
         with self.store.transaction():
             self.store.put_training_set(iteration, train)
             self.store.put_predictions(iteration, proba)
-            self.store.mark_overrides_applied(iteration)
+            self.store.mark_responses_applied(iteration)
             record = self.store.update_iteration(
                 iteration, status="trained", metrics=metrics, lam=lam, timings=timings,
             )
@@ -590,9 +611,10 @@ class ActiveLearningLoop:
             "n_texts": len(self.texts),
             "n_seeds": len(self.store.seed_labels()),
             "overrides": [
-                {"text_id": self.text_ids[o.text_index], "old": None if o.old_label is None else self.labels[o.old_label],
-                 "new": self.labels[o.new_label], "at": o.created_at, "applied_iteration": o.applied_iteration}
-                for o in self.store.overrides()
+                {"text_id": self.text_ids[o.text_index], "kind": o.kind,
+                 "old": None if o.previous_label is None else self.labels[o.previous_label],
+                 "new": self.labels[o.label], "at": o.created_at, "applied_iteration": o.applied_iteration}
+                for o in self.store.responses()
             ],
             "iterations": iterations,
         }

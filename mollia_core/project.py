@@ -10,7 +10,7 @@ that was committed, and reopening the project resumes exactly.
 
 ``Project`` is the composition root: it opens the store and builds the services over it
 (``mollia_core.services``): ``project.dataset``, ``project.panel``, ``project.annotation``,
-``project.loop`` and ``project.review``.
+``project.loop``, ``project.review`` and ``project.queue``.
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ from .services import (
     LoopService,
     PanelService,
     ProjectError,
+    ReviewQueueService,
     ReviewService,
     TextEvidence,
     make_source,
@@ -80,6 +81,7 @@ class Project:
         self.annotation = AnnotationService(self.store, self.dataset, self.panel)
         self.loop = LoopService(self.store, self.dataset, self.annotation, lock)
         self.review = ReviewService(self.store, self.dataset, self.panel, self.annotation)
+        self.queue = ReviewQueueService(self.store, self.dataset, self.panel, self.annotation)
 
     @classmethod
     def create(cls, name: str, root: str | Path | None = None) -> "Project":

@@ -1,7 +1,7 @@
 """The project store: one SQLite file per project, shared by the headless loop and the dashboard.
 
 Everything a project holds -- settings, the dataset, LLM evidence, labels, the
-active-learning iterations, human overrides, model artifacts -- lives in one
+active-learning iterations, human labels and reviews, model artifacts -- lives in one
 SQLite file (WAL journal). Every public write runs in a transaction and is
 committed before the call returns, so a process killed at any point loses
 nothing that a call had returned from; reopening the file resumes exactly.
@@ -27,24 +27,32 @@ Schema (version ``SCHEMA_VERSION``)
     one row per (text, LLM): z and c as K raw little-endian float64 (Eq. 1-2), the raw
     sampled answers as a JSON list. Per-record rows let evidence be computed
     model by model and resumed.
-``annotations(idx PK, label, source, iteration, probability, annotator_label,``
-``negatives JSON, proba JSON, d_anno, weight, created_at, updated_at)``
-    the labeled set L, one row per labeled text. ``label`` is the label the
-    learner trains on; ``source`` is ``seed``, ``override`` (a human's), or the
-    annotator that produced it (``molam``, ``gold``, ``llm:<name>``, ``vote``, ...);
-    ``annotator_label`` keeps the annotator's y+ even after a human override.
-    ``negatives`` are y- (label indices), ``d_anno`` the discrepancy flag (Eq. 8),
-    ``weight`` W_d. Seeds have iteration 0, weight 1 and no negatives.
+``suggestions(idx PK, agent, label, probability, proba JSON, negatives JSON, iteration, d_anno, weight, created_at)``
+    the model's label for a text, one row per text the annotator labeled: ``agent`` is the annotator
+    (``molam``, ``gold``, ``llm:<name>``, ``vote``, ...), ``label`` its y+ with its ``probability`` and
+    class probabilities, ``negatives`` y- (label indices), ``iteration`` the AL iteration that queried
+    it, ``d_anno`` the discrepancy flag (Eq. 8), ``weight`` W_d.
+``responses(id PK, idx, kind, label, previous_label NULL, created_at, applied_iteration NULL, withdrawn_at NULL)``
+    the human labels, in order: ``kind`` is ``seed``, ``accept`` (the suggestion confirmed) or
+    ``override`` (the human's own label); ``previous_label`` the text's label before it;
+    ``applied_iteration`` the first training that used an accept or override (NULL while pending);
+    ``withdrawn_at`` set by an undo (the row stays, as history).
+
 ``iterations(iteration PK, status, queried JSON, lambda, metrics JSON, timings JSON,``
 ``info JSON, started_at, updated_at)``
     one row per AL iteration; iteration 0 is the initial training on the seeds.
     ``status`` walks ``queried`` -> ``labeled`` -> ``trained`` (see ``STATUSES``).
-``overrides(id PK, idx, old_label NULL, new_label, created_at, applied_iteration NULL)``
-    the human overrides, in order; ``applied_iteration`` is the first training
-    that used it (NULL while pending).
 ``arrays(name PK, data BLOB, updated_at)`` / ``blobs(name PK, data BLOB, info JSON, updated_at)``
     named numpy arrays (``.npy`` bytes) and opaque byte artifacts (models). MoLAM's latest fit
     (``AnnotationResult``) is kept as arrays behind ``put_annotation_result``/``annotation_result``.
+
+The labeled set L is derived, never stored twice (``annotations()``, ``AnnotationRow``): a text is in L
+when it has a suggestion or a human response; its label is its latest response not withdrawn, else its
+suggestion; ``source`` is that response's kind, else the suggestion's agent; ``annotator_label``,
+``probability`` and ``d_anno`` are the suggestion's, shown beside a human label. Human labels train
+with weight 1 and no negatives (seeds: iteration 0). A version-1 file (one ``annotations`` row per
+labeled text and an ``overrides`` log) is migrated to these tables when it is opened, in one
+transaction.
 
 The AL loop (``mollia_core.loop``) keeps its settings under ``settings['loop']`` (the
 ``LoopConfig``) and ``settings['loop_annotator']``, and its state behind typed methods (the array
@@ -68,12 +76,13 @@ refuses to create). Settings: ``get_setting``, ``set_setting``,
 ``set_splits``, ``original_columns``. Evidence: ``put_evidence``,
 ``evidence``, ``evidence_models``, ``evidence_coverage``, ``evidence_indices``,
 ``delete_evidence_model``. Labels:
-``set_seed_labels``, ``seed_labels``, ``put_annotations``, ``annotations``,
+``set_seed_labels``, ``seed_labels``, ``put_annotations`` (the model's suggestions), ``annotations``,
 ``annotation``, ``labeled_indices``. MoLAM's fit: ``put_annotation_result``,
 ``annotation_result``, ``has_annotation_result``. Loop: ``put_iteration``,
 ``update_iteration``, ``iterations``, ``iteration``, ``last_iteration``,
-``clear_loop``, and the loop state above. Overrides: ``add_override``, ``overrides``,
-``mark_overrides_applied``. Artifacts: ``put_array``/``get_array``,
+``clear_loop``, and the loop state above. Human reviews: ``accept``, ``add_override``,
+``undo_response``, ``responses``, ``human_labels``, ``mark_responses_applied`` (``overrides`` and
+``mark_overrides_applied``, the older names, for the overrides alone). Artifacts: ``put_array``/``get_array``,
 ``put_blob``/``get_blob``. Grouping: ``with store.transaction(): ...`` makes
 several writes one atomic commit. Projects folder: ``projects_dir``,
 ``list_projects``.
@@ -97,11 +106,14 @@ import numpy as np
 from .evidence.record import PanelEvidence
 from .paths import data_home
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 PROJECT_SUFFIX = ".mollia.sqlite"
 SOURCE_SEED = "seed"
 SOURCE_OVERRIDE = "override"
-HUMAN_SOURCES = (SOURCE_SEED, SOURCE_OVERRIDE)
+SOURCE_ACCEPT = "accept"
+HUMAN_SOURCES = (SOURCE_SEED, SOURCE_ACCEPT, SOURCE_OVERRIDE)
+#: What a human's review of a text can be: accept the model's suggestion, or override it.
+RESPONSE_KINDS = (SOURCE_ACCEPT, SOURCE_OVERRIDE)
 SPLITS = ("pool", "validation", "test")
 STATUSES = ("queried", "labeled", "trained")
 _VECTOR_DTYPE = np.dtype("<f8")  # evidence vectors: raw little-endian float64, K values
@@ -131,19 +143,27 @@ CREATE TABLE IF NOT EXISTS evidence (
     answers TEXT NOT NULL DEFAULT '[]',
     PRIMARY KEY (idx, model)
 );
-CREATE TABLE IF NOT EXISTS annotations (
+CREATE TABLE IF NOT EXISTS suggestions (
     idx INTEGER PRIMARY KEY REFERENCES texts(idx) ON DELETE CASCADE,
+    agent TEXT NOT NULL,
     label INTEGER NOT NULL,
-    source TEXT NOT NULL,
-    iteration INTEGER NOT NULL,
     probability REAL,
-    annotator_label INTEGER,
-    negatives TEXT NOT NULL DEFAULT '[]',
     proba TEXT,
+    negatives TEXT NOT NULL DEFAULT '[]',
+    iteration INTEGER NOT NULL,
     d_anno INTEGER,
     weight REAL NOT NULL DEFAULT 1.0,
+    created_at TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS responses (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    idx INTEGER NOT NULL REFERENCES texts(idx) ON DELETE CASCADE,
+    kind TEXT NOT NULL CHECK (kind IN ('seed', 'accept', 'override')),
+    label INTEGER NOT NULL,
+    previous_label INTEGER,
     created_at TEXT NOT NULL,
-    updated_at TEXT NOT NULL
+    applied_iteration INTEGER,
+    withdrawn_at TEXT
 );
 CREATE TABLE IF NOT EXISTS iterations (
     iteration INTEGER PRIMARY KEY,
@@ -156,20 +176,11 @@ CREATE TABLE IF NOT EXISTS iterations (
     started_at TEXT NOT NULL,
     updated_at TEXT NOT NULL
 );
-CREATE TABLE IF NOT EXISTS overrides (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    idx INTEGER NOT NULL REFERENCES texts(idx) ON DELETE CASCADE,
-    old_label INTEGER,
-    new_label INTEGER NOT NULL,
-    created_at TEXT NOT NULL,
-    applied_iteration INTEGER
-);
 CREATE TABLE IF NOT EXISTS arrays (name TEXT PRIMARY KEY, data BLOB NOT NULL, updated_at TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS blobs (
     name TEXT PRIMARY KEY, data BLOB NOT NULL, info TEXT NOT NULL DEFAULT '{}', updated_at TEXT NOT NULL
 );
-CREATE INDEX IF NOT EXISTS annotations_iteration ON annotations(iteration);
-CREATE INDEX IF NOT EXISTS overrides_idx ON overrides(idx);
+CREATE INDEX IF NOT EXISTS responses_idx ON responses(idx);
 """
 
 
@@ -179,7 +190,7 @@ class StoreError(Exception):
 
 @dataclass(frozen=True)
 class AnnotationRow:
-    """The current label of one labeled text (a row of ``annotations``)."""
+    """The current label of one labeled text, derived from its suggestion and human responses."""
 
     text_index: int
     label: int
@@ -196,7 +207,7 @@ class AnnotationRow:
 
     @property
     def is_human(self) -> bool:
-        """Seed and override labels are a human's: weight 1, no negative labels."""
+        """Seed, accepted and overridden labels are a human's: weight 1, no negative labels."""
         return self.source in HUMAN_SOURCES
 
 
@@ -271,6 +282,21 @@ class OverrideRecord:
     text_index: int
     old_label: int | None
     new_label: int
+    created_at: str
+    applied_iteration: int | None
+
+
+@dataclass(frozen=True)
+class ResponseRecord:
+    """A human's review of one text, time-stamped: ``accept`` (the model's suggestion becomes a human
+    label) or ``override`` (the human's own label). ``previous_label`` is the text's label before it
+    (None if the text was not labeled); ``applied_iteration`` the first training that used it."""
+
+    id: int
+    text_index: int
+    kind: str
+    label: int
+    previous_label: int | None
     created_at: str
     applied_iteration: int | None
 
@@ -366,6 +392,45 @@ def _json_default(value: Any) -> Any:
     raise TypeError(f"{type(value).__name__} is not JSON serialisable")
 
 
+_HUMAN_SOURCES_SQL = "('seed', 'accept', 'override')"
+
+
+def _migrate_from_version_1(conn: sqlite3.Connection) -> None:
+    """Schema 1 kept one row per labeled text (``annotations``: the current label, with the annotator's
+    y+ in ``annotator_label``) and a log of ``overrides``. Its annotator rows, and the y+ kept on rows a
+    human overrode, become suggestions (schema 1 kept no y- or W_d of an overridden row: none and 1);
+    seeds become seed responses (a seed a human overrode too, from the override's old label), the
+    overrides override responses in their order; then the old tables go."""
+    if conn.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name='annotations'").fetchone() is None:
+        return
+    agent = conn.execute("SELECT value FROM settings WHERE key='loop_annotator'").fetchone()
+    agent = json.loads(agent[0]) if agent else "molam"
+    conn.execute(
+        "INSERT INTO suggestions(idx, agent, label, probability, proba, negatives, iteration, d_anno, weight, created_at) "
+        f"SELECT idx, CASE WHEN source IN {_HUMAN_SOURCES_SQL} THEN ? ELSE source END, COALESCE(annotator_label, label), "
+        "probability, proba, negatives, iteration, d_anno, weight, created_at FROM annotations "
+        f"WHERE source NOT IN {_HUMAN_SOURCES_SQL} OR annotator_label IS NOT NULL",
+        (agent,),
+    )
+    conn.execute("INSERT INTO responses(idx, kind, label, created_at) "
+                 "SELECT idx, 'seed', label, created_at FROM annotations WHERE source='seed' ORDER BY idx")
+    conn.execute(
+        "INSERT INTO responses(idx, kind, label, created_at) SELECT a.idx, 'seed', o.old_label, a.created_at "
+        "FROM annotations a JOIN overrides o ON o.id = (SELECT MIN(id) FROM overrides WHERE idx = a.idx) "
+        "WHERE a.source='override' AND a.annotator_label IS NULL AND o.old_label IS NOT NULL ORDER BY a.idx"
+    )
+    conn.execute(
+        "INSERT INTO responses(idx, kind, label, previous_label, created_at, applied_iteration) "
+        "SELECT idx, 'override', new_label, old_label, created_at, applied_iteration FROM overrides ORDER BY id"
+    )
+    conn.execute(  # a human label without its log entry (none is expected) is kept all the same
+        "INSERT INTO responses(idx, kind, label, created_at) SELECT idx, 'override', label, updated_at FROM annotations a "
+        "WHERE source='override' AND NOT EXISTS (SELECT 1 FROM overrides o WHERE o.idx = a.idx) ORDER BY idx"
+    )
+    conn.execute("DROP TABLE overrides")
+    conn.execute("DROP TABLE annotations")
+
+
 class ProjectStore:
     """One project's SQLite file. Thread-safe within a process (one connection, one lock);
     several processes may open the same file (WAL, busy timeout)."""
@@ -412,6 +477,9 @@ class ProjectStore:
                         f"{self.path} was written by a newer MoLLIA (schema {json.loads(row[0])} > "
                         f"{SCHEMA_VERSION}): upgrade MoLLIA to open it"
                     )
+                elif json.loads(row[0]) < SCHEMA_VERSION:
+                    _migrate_from_version_1(conn)  # in this transaction: the file is migrated whole or not at all
+                    conn.execute("UPDATE meta SET value=? WHERE key='schema_version'", (_dumps(SCHEMA_VERSION),))
         except sqlite3.DatabaseError as exc:
             raise self._cannot_open(exc) from None
 
@@ -536,7 +604,9 @@ class ProjectStore:
 
     @property
     def n_texts(self) -> int:
-        return self._query("SELECT COUNT(*) FROM texts")[0][0]
+        # Indices run 0..n-1 (add_texts appends, clear_texts empties): the primary key's last value is
+        # read in one step, where COUNT(*) reads every row (milliseconds per call on 200,000 texts).
+        return self._query("SELECT COALESCE(MAX(idx) + 1, 0) FROM texts")[0][0]
 
     def texts(self) -> list[str]:
         return [r[0] for r in self._query("SELECT text FROM texts ORDER BY idx")]
@@ -560,8 +630,10 @@ class ProjectStore:
         with self.transaction() as conn:
             conn.executemany("UPDATE texts SET split=? WHERE idx=?", rows)
 
-    def original_columns(self) -> list[dict[str, Any]]:
-        return [json.loads(c) for (c,) in self._query("SELECT columns FROM texts ORDER BY idx")]
+    def original_columns(self, limit: int | None = None) -> list[dict[str, Any]]:
+        """The user's original columns of each row, in order (only the first ``limit`` rows if given)."""
+        sql = "SELECT columns FROM texts ORDER BY idx" + (" LIMIT ?" if limit is not None else "")
+        return [json.loads(c) for (c,) in self._query(sql, () if limit is None else (int(limit),))]
 
     # ------------------------------------------------------------------ evidence
     def put_evidence(
@@ -695,76 +767,127 @@ class ProjectStore:
         return index
 
     def set_seed_labels(self, labels: Mapping[int, int], *, replace: bool = False) -> None:
-        """Record human seed labels {text index: label index} (iteration 0, weight 1).
-
-        With ``replace`` the previous seed labels are dropped first.
-        """
+        """Record human seed labels {text index: label index} (iteration 0, weight 1): seed responses,
+        each replacing an earlier seed of its text. With ``replace`` the previous seed labels are dropped
+        first."""
         rows = [(self._check_text(i), self._check_label(y)) for i, y in labels.items()]
         stamp = now()
         with self.transaction() as conn:
             if replace:
-                conn.execute("DELETE FROM annotations WHERE source=?", (SOURCE_SEED,))
+                conn.execute("DELETE FROM responses WHERE kind=?", (SOURCE_SEED,))
+            else:
+                conn.executemany("DELETE FROM responses WHERE kind=? AND idx=?", [(SOURCE_SEED, i) for i, _ in rows])
             conn.executemany(
-                "INSERT OR REPLACE INTO annotations(idx, label, source, iteration, annotator_label, negatives, "
-                "weight, created_at, updated_at) VALUES (?, ?, ?, 0, NULL, '[]', 1.0, ?, ?)",
-                [(i, y, SOURCE_SEED, stamp, stamp) for i, y in rows],
+                "INSERT INTO responses(idx, kind, label, created_at) VALUES (?, ?, ?, ?)",
+                [(i, SOURCE_SEED, y, stamp) for i, y in rows],
             )
 
     def seed_labels(self) -> dict[int, int]:
-        return dict(self._query("SELECT idx, label FROM annotations WHERE source=? ORDER BY idx", (SOURCE_SEED,)))
+        """The seed labels of the texts whose current label is their seed (a human review may replace it)."""
+        return {i: r.label for i, r in self._current_responses().items() if r.kind == SOURCE_SEED}
 
     def put_annotations(self, rows: Sequence[AnnotationRow]) -> None:
-        """Insert or replace the annotations of some texts (one atomic write)."""
+        """Insert or replace the model's suggestions for some texts (one atomic write). A row whose
+        source is a human's (seed / accept / override) is recorded as that human response instead."""
         stamp = now()
-        values = []
+        suggestions, human = [], []
         for r in rows:
             self._check_text(r.text_index)
             self._check_label(r.label)
-            values.append((
-                int(r.text_index), int(r.label), r.source, int(r.iteration),
+            if r.source in HUMAN_SOURCES:
+                human.append(r)
+                continue
+            suggestions.append((
+                int(r.text_index), r.source, int(r.label),
                 None if r.probability is None else float(r.probability),
-                None if r.annotator_label is None else int(r.annotator_label),
-                _dumps([int(k) for k in r.negatives]),
                 None if r.proba is None else _dumps([float(p) for p in r.proba]),
-                None if r.d_anno is None else int(bool(r.d_anno)),
-                float(r.weight), r.created_at or stamp, stamp,
+                _dumps([int(k) for k in r.negatives]), int(r.iteration),
+                None if r.d_anno is None else int(bool(r.d_anno)), float(r.weight), r.created_at or stamp,
             ))
         with self.transaction() as conn:
             conn.executemany(
-                "INSERT OR REPLACE INTO annotations(idx, label, source, iteration, probability, annotator_label, "
-                "negatives, proba, d_anno, weight, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                values,
+                "INSERT OR REPLACE INTO suggestions(idx, agent, label, probability, proba, negatives, iteration, "
+                "d_anno, weight, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                suggestions,
             )
+            for r in human:
+                if r.source == SOURCE_SEED:
+                    self.set_seed_labels({r.text_index: r.label})
+                else:
+                    self._add_response(r.text_index, r.source, r.label, self.annotation(r.text_index))
 
-    _ANNOTATION_COLUMNS = (
-        "idx, label, source, iteration, probability, annotator_label, negatives, proba, d_anno, weight, "
-        "created_at, updated_at"
-    )
+    def _suggestions(self, text_index: int | None = None) -> dict[int, tuple]:
+        sql = ("SELECT idx, agent, label, probability, proba, negatives, iteration, d_anno, weight, created_at "
+               "FROM suggestions")
+        rows = self._query(sql + " WHERE idx=?", (int(text_index),)) if text_index is not None else self._query(sql)
+        return {r[0]: r for r in rows}
 
-    @staticmethod
-    def _annotation(row: tuple) -> AnnotationRow:
-        return AnnotationRow(
-            text_index=row[0], label=row[1], source=row[2], iteration=row[3], probability=row[4],
-            annotator_label=row[5], negatives=tuple(json.loads(row[6])),
-            proba=None if row[7] is None else tuple(json.loads(row[7])),
-            d_anno=None if row[8] is None else bool(row[8]), weight=row[9], created_at=row[10], updated_at=row[11],
-        )
+    def _current_responses(self, text_index: int | None = None) -> dict[int, ResponseRecord]:
+        """Each text's latest response that was not withdrawn: its current human label."""
+        sql = (f"SELECT {self._RESPONSE_COLUMNS} FROM responses r WHERE withdrawn_at IS NULL AND id = "
+               "(SELECT MAX(id) FROM responses WHERE idx = r.idx AND withdrawn_at IS NULL)")
+        rows = self._query(sql + " AND idx=?", (int(text_index),)) if text_index is not None else self._query(sql)
+        return {r[1]: ResponseRecord(*r) for r in rows}
+
+    def _first_response_times(self, text_index: int | None = None) -> dict[int, str]:
+        sql = "SELECT idx, MIN(created_at) FROM responses WHERE withdrawn_at IS NULL"
+        if text_index is not None:
+            return dict(self._query(sql + " AND idx=? GROUP BY idx", (int(text_index),)))
+        return dict(self._query(sql + " GROUP BY idx"))
+
+    def _derived_annotations(self, text_index: int | None = None) -> list[AnnotationRow]:
+        """The labeled set L, derived: a text's label is its current human response, else the model's
+        suggestion; the suggestion (y+, probability, flag) is shown beside a human label."""
+        suggestions = self._suggestions(text_index)
+        responses = self._current_responses(text_index)
+        first = self._first_response_times(text_index)
+        last = None
+        rows = []
+        for index in sorted(set(suggestions) | set(responses)):
+            s, r = suggestions.get(index), responses.get(index)
+            if r is None:
+                rows.append(AnnotationRow(
+                    text_index=index, label=s[2], source=s[1], iteration=s[6], probability=s[3], annotator_label=s[2],
+                    negatives=tuple(json.loads(s[5])), proba=None if s[4] is None else tuple(json.loads(s[4])),
+                    d_anno=None if s[7] is None else bool(s[7]), weight=s[8], created_at=s[9], updated_at=s[9],
+                ))
+                continue
+            if s is not None:
+                iteration = s[6]
+            elif r.kind == SOURCE_SEED:
+                iteration = 0
+            elif r.applied_iteration is not None:
+                iteration = r.applied_iteration
+            else:  # a human labeled a text outside L: it joins L with the iteration under way
+                if last is None:
+                    record = self.last_iteration()
+                    last = record.iteration if record is not None else 0
+                iteration = last
+            created = min(s[9], first.get(index, s[9])) if s is not None else first.get(index, r.created_at)
+            rows.append(AnnotationRow(
+                text_index=index, label=r.label, source=r.kind, iteration=iteration,
+                probability=None if s is None else s[3], annotator_label=None if s is None else s[2],
+                proba=None if s is None or s[4] is None else tuple(json.loads(s[4])),
+                d_anno=None if s is None or s[7] is None else bool(s[7]), created_at=created, updated_at=r.created_at,
+            ))
+        return rows
 
     def annotations(self) -> list[AnnotationRow]:
-        """Every labeled text's annotation, by text index."""
-        rows = self._query(f"SELECT {self._ANNOTATION_COLUMNS} FROM annotations ORDER BY idx")
-        return [self._annotation(r) for r in rows]
+        """Every labeled text's annotation (its current label, derived), by text index."""
+        return self._derived_annotations()
 
     def annotation(self, text_index: int) -> AnnotationRow | None:
-        rows = self._query(f"SELECT {self._ANNOTATION_COLUMNS} FROM annotations WHERE idx=?", (int(text_index),))
-        return self._annotation(rows[0]) if rows else None
+        rows = self._derived_annotations(int(text_index))
+        return rows[0] if rows else None
+
+    _LABELED_SQL = "SELECT idx FROM suggestions UNION SELECT idx FROM responses WHERE withdrawn_at IS NULL"
 
     def labeled_indices(self) -> np.ndarray:
-        return np.array([i for (i,) in self._query("SELECT idx FROM annotations ORDER BY idx")], dtype=int)
+        return np.array([i for (i,) in self._query(self._LABELED_SQL + " ORDER BY idx")], dtype=int)
 
     @property
     def n_labeled(self) -> int:
-        return self._query("SELECT COUNT(*) FROM annotations")[0][0]
+        return self._query(f"SELECT COUNT(*) FROM ({self._LABELED_SQL})")[0][0]
 
     # ------------------------------------------------------------------ MoLAM's annotation of every text
     def put_annotation_result(self, result: AnnotationResult) -> None:
@@ -858,12 +981,12 @@ class ProjectStore:
         return self._iteration(rows[0]) if rows else None
 
     def clear_loop(self) -> None:
-        """Forget the AL run (iterations, annotator labels, stored predictions); keep seeds and overrides
-        (overridden texts stay labeled by their human label)."""
+        """Forget the AL run (iterations, the model's suggestions, stored predictions); keep the human
+        responses (reviewed texts stay labeled by their human label), pending again."""
         with self.transaction() as conn:
             conn.execute("DELETE FROM iterations")
-            conn.execute("DELETE FROM annotations WHERE source NOT IN (?, ?)", HUMAN_SOURCES)
-            conn.execute("UPDATE overrides SET applied_iteration=NULL")
+            conn.execute("DELETE FROM suggestions")
+            conn.execute("UPDATE responses SET applied_iteration=NULL")
             conn.execute("DELETE FROM arrays WHERE name LIKE ?", (_LOOP_ARRAY_PREFIX + "%",))
             conn.execute("DELETE FROM blobs WHERE name LIKE ?", (_LOOP_ARRAY_PREFIX + "%",))
 
@@ -909,48 +1032,85 @@ class ProjectStore:
         iterations = [int(name[len(_PROBA_PREFIX):]) for (name,) in names]
         return self.predictions(max(iterations)) if iterations else None
 
-    # ------------------------------------------------------------------ overrides
-    def add_override(self, text_index: int, label: int) -> OverrideRecord:
-        """A human sets a text's label: logged with its time, and the text's annotation becomes
-        a human label (source ``override``, weight 1, no negatives). The annotator's y+,
-        probability and flag stay on the row for review. An unlabeled text joins L."""
-        text_index, label = self._check_text(text_index), self._check_label(label)
+    # ------------------------------------------------------------------ human reviews (accept / override / undo)
+    _RESPONSE_COLUMNS = "id, idx, kind, label, previous_label, created_at, applied_iteration"
+
+    def _add_response(self, text_index: int, kind: str, label: int, current: AnnotationRow | None) -> ResponseRecord:
+        if current is not None and current.is_human and current.label == label:
+            latest = self._current_responses(text_index)[text_index]
+            if latest.kind != SOURCE_SEED:  # the human's label already: nothing changes
+                return latest
+            raise StoreError(f"text {text_index} is a seed labeled {self.labels[label]!r} already")
         stamp = now()
+        previous = None if current is None else current.label
         with self.transaction() as conn:
-            current = self.annotation(text_index)
-            old = None if current is None else current.label
             cursor = conn.execute(
-                "INSERT INTO overrides(idx, old_label, new_label, created_at) VALUES (?, ?, ?, ?)",
-                (text_index, old, label, stamp),
+                "INSERT INTO responses(idx, kind, label, previous_label, created_at) VALUES (?, ?, ?, ?, ?)",
+                (text_index, kind, label, previous, stamp),
             )
-            override_id = cursor.lastrowid
-            if current is None:
-                iteration = (self.last_iteration() or IterationRecord(0, "trained")).iteration
-                conn.execute(
-                    "INSERT INTO annotations(idx, label, source, iteration, negatives, weight, created_at, updated_at) "
-                    "VALUES (?, ?, ?, ?, '[]', 1.0, ?, ?)",
-                    (text_index, label, SOURCE_OVERRIDE, iteration, stamp, stamp),
-                )
-            else:
-                conn.execute(
-                    "UPDATE annotations SET label=?, source=?, negatives='[]', weight=1.0, updated_at=? WHERE idx=?",
-                    (label, SOURCE_OVERRIDE, stamp, text_index),
-                )
-        return OverrideRecord(override_id, text_index, old, label, stamp, None)
+        return ResponseRecord(cursor.lastrowid, text_index, kind, label, previous, stamp, None)
+
+    def add_override(self, text_index: int, label: int) -> ResponseRecord:
+        """A human sets a text's label: logged with its time, and the text's label becomes a human
+        label (source ``override``, weight 1, no negatives). The model's suggestion (y+, probability,
+        flag) stays for review. An unlabeled text joins L."""
+        text_index, label = self._check_text(text_index), self._check_label(label)
+        with self.transaction():
+            return self._add_response(text_index, SOURCE_OVERRIDE, label, self.annotation(text_index))
+
+    def accept(self, text_index: int) -> ResponseRecord:
+        """A human accepts the model's suggestion for a text: it becomes a human label (source
+        ``accept``), used from the next training on."""
+        text_index = self._check_text(text_index)
+        with self.transaction():
+            current = self.annotation(text_index)
+            if current is None or current.annotator_label is None:
+                raise StoreError(f"text {text_index} has no model suggestion to accept: label it by hand instead")
+            if current.source == SOURCE_SEED:
+                raise StoreError(f"text {text_index} is a seed label: it is a human's label already")
+            if current.source == SOURCE_ACCEPT:
+                return self._current_responses(text_index)[text_index]
+            return self._add_response(text_index, SOURCE_ACCEPT, current.annotator_label, current)
+
+    def undo_response(self, text_index: int) -> ResponseRecord | None:
+        """Withdraw the text's latest accept or override (None if it has none; seeds are not undone
+        here): it goes back to its previous human response, else to the model's suggestion, else
+        (labeled only by a human review) it leaves L. Returns the withdrawn response."""
+        text_index = self._check_text(text_index)
+        with self.transaction() as conn:
+            latest = self._current_responses(text_index).get(text_index)
+            if latest is None or latest.kind == SOURCE_SEED:
+                return None
+            conn.execute("UPDATE responses SET withdrawn_at=? WHERE id=?", (now(), latest.id))
+        return latest
+
+    def responses(self, *, pending_only: bool = False) -> list[ResponseRecord]:
+        """The human reviews (accepts and overrides, not withdrawn), in order; ``pending_only``: those no
+        training used yet."""
+        sql = (f"SELECT {self._RESPONSE_COLUMNS} FROM responses WHERE kind IN (?, ?) AND withdrawn_at IS NULL"
+               + (" AND applied_iteration IS NULL" if pending_only else ""))
+        return [ResponseRecord(*r) for r in self._query(sql + " ORDER BY id", RESPONSE_KINDS)]
+
+    def human_labels(self) -> dict[int, int]:
+        """The current human label of every text that has one: seeds, accepted and overridden labels."""
+        return {i: r.label for i, r in sorted(self._current_responses().items())}
 
     def overrides(self, *, pending_only: bool = False) -> list[OverrideRecord]:
-        sql = "SELECT id, idx, old_label, new_label, created_at, applied_iteration FROM overrides"
-        if pending_only:
-            sql += " WHERE applied_iteration IS NULL"
-        return [OverrideRecord(*r) for r in self._query(sql + " ORDER BY id")]
+        """The overrides among the responses (accepts left out), in order."""
+        return [OverrideRecord(r.id, r.text_index, r.previous_label, r.label, r.created_at, r.applied_iteration)
+                for r in self.responses(pending_only=pending_only) if r.kind == SOURCE_OVERRIDE]
 
-    def mark_overrides_applied(self, iteration: int) -> int:
-        """Mark every pending override as used by training ``iteration``; returns how many."""
+    def mark_responses_applied(self, iteration: int) -> int:
+        """Mark every pending response as used by training ``iteration``; returns how many."""
         with self.transaction() as conn:
             cursor = conn.execute(
-                "UPDATE overrides SET applied_iteration=? WHERE applied_iteration IS NULL", (int(iteration),)
+                "UPDATE responses SET applied_iteration=? WHERE applied_iteration IS NULL AND kind IN (?, ?) "
+                "AND withdrawn_at IS NULL",
+                (int(iteration), *RESPONSE_KINDS),
             )
             return cursor.rowcount
+
+    mark_overrides_applied = mark_responses_applied  # the older name
 
     # ------------------------------------------------------------------ arrays and artifacts
     def put_array(self, name: str, array: np.ndarray) -> None:

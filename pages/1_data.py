@@ -153,7 +153,7 @@ def labeling_form(labels, seeds) -> None:
     text_id = todo[0]
     st.caption(f"Text id {markdown_text(text_id)}")
     with st.container(border=True):
-        st.text(project.texts[project.index_of(text_id)])
+        st.text(project.dataset.text_of(text_id))
     shortcuts = [str(i + 1) for i in range(min(len(labels), 9))]
     columns = st.columns(min(len(labels), 6) + 1)
     for k, label in enumerate(labels):
@@ -172,7 +172,7 @@ def labeling_form(labels, seeds) -> None:
         st.rerun()
     if seeds:
         st.caption("Seed labels so far")
-        rows = [{"id": t, "label": lab, "text": project.texts[project.index_of(t)][:200]} for t, lab in seeds.items()]
+        rows = [{"id": t, "label": lab, "text": project.dataset.text_of(t)[:200]} for t, lab in seeds.items()]
         st.dataframe(rows, hide_index=True, height=200)
 
 
@@ -183,7 +183,7 @@ if project.has_dataset():
         f"**{summary['texts']}** texts from {markdown_text(config['source_name'] or 'a table')} · text column "
         f"{markdown_text(config['text_column'])} · labels: {markdown_text(', '.join(project.labels))}"
     )
-    st.dataframe(project.original_frame().head(10), hide_index=True)
+    st.dataframe(project.dataset.original_frame(rows=10), hide_index=True)
     if project.can_replace_dataset() and st.button("Use another table or other columns", icon=":material/undo:"):
         try:
             project.clear_dataset()

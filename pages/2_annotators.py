@@ -3,18 +3,18 @@
 from __future__ import annotations
 
 import tempfile
-import threading
 from dataclasses import replace
 from pathlib import Path
 
 import pandas as pd
 import streamlit as st
 
-from dashboard.common import USER_ERRORS, progress_text, require_data, require_project, show_error
+from dashboard.common import USER_ERRORS, job_panel, require_data, require_project, show_error
 from dashboard.shell import require_app_shell
 from mollia_core.display import markdown_text
-from mollia_core.evidence import Cancelled, EvidenceError
-from mollia_core.project import MAX_DEMONSTRATIONS_PER_CLASS, AnnotatorSpec, make_source
+from mollia_core import jobs
+from mollia_core.evidence import EvidenceError
+from mollia_core.project import MAX_DEMONSTRATIONS_PER_CLASS, AnnotatorSpec
 
 require_app_shell()
 st.title("Annotators")
@@ -37,12 +37,6 @@ def _cuda() -> bool:
         return torch.cuda.is_available()
     except ImportError:
         return False
-
-
-@st.cache_resource(show_spinner="Loading the model…", max_entries=2)
-def cached_source(spec: AnnotatorSpec, template):
-    """One loaded model per (spec, template), shared by reruns and sessions (never a server key)."""
-    return make_source(spec, template)
 
 
 # ---------------------------------------------------------------- panel
@@ -169,42 +163,60 @@ if PromptTemplate is not None:
 
 # ---------------------------------------------------------------- run
 st.header("Evidence")
-counts = project.evidence_counts()
 n_texts = project.summary()["texts"]
 panel = project.panel()
 if not panel:
     st.info("Choose at least one LLM above (or replay an evidence file).")
     st.stop()
-status = pd.DataFrame(
-    [{"LLM": s.display_name, "kind": s.kind, "texts with evidence": counts.get(s.display_name, 0),
-      "of": n_texts} for s in panel]
-)
-st.dataframe(status, hide_index=True)
+
+
+def evidence_table() -> None:
+    counts = project.evidence_counts()
+    st.dataframe(pd.DataFrame([{"LLM": s.display_name, "kind": s.kind, "texts with evidence":
+                                counts.get(s.display_name, 0), "of": n_texts} for s in panel]), hide_index=True)
+
+
+# The run is a job of the project (mollia_core.jobs): it goes on when this tab closes, and every tab sees it.
+secrets = {"api_key": st.session_state.get("api_key") or None}
+job = job_panel(project, ("evidence", "llm_value"), live=evidence_table, secrets=secrets)
+counts = project.evidence_counts()
 runnable = [s for s in panel if s.kind != "replay" and counts.get(s.display_name, 0) < n_texts]
+
+
+def plan_section(specs, disabled: bool) -> None:
+    """Each LLM timed on this machine, and what the seed texts and the whole pool would cost."""
+    from mollia_core.plan import format_seconds, measure_rates, plan_choices
+
+    with st.expander("Plan: how long the evidence takes, timed on this machine"):
+        st.caption("Times each LLM below on the first seed texts, after a warm-up text that loads it. Texts already "
+                   "answered or in the evidence cache cost nothing. Label as you go (the LLMs answering only the "
+                   "texts the loop needs) is not available yet.")
+        if st.button("Time the LLMs", icon=":material/timer:", disabled=disabled, key="plan_time"):
+            with st.spinner("Timing the LLMs (each one is loaded once)…"):
+                try:
+                    rates = measure_rates(project, specs, api_key=st.session_state.get("api_key") or None)
+                    st.session_state["plan"] = (project.name, plan_choices(project, rates), rates)
+                except USER_ERRORS as exc:
+                    show_error(exc)
+        name, choices, rates = st.session_state.get("plan", (None, None, None))
+        if name != project.name:
+            return
+        st.dataframe(pd.DataFrame([{"LLM": r.model, "seconds per text": round(r.seconds_per_text, 3),
+                                    "warm-up (loading + first text), s": round(r.warmup_s, 1)} for r in rates]),
+                     hide_index=True)
+        st.dataframe(pd.DataFrame([{"evidence for": c.name, "expected wall time": format_seconds(c.expected_s),
+                                    **{f"texts {m} answers": n for m, n in c.texts_per_model.items()}}
+                                   for c in choices]), hide_index=True)
+
+
 if runnable:
-    c1, c2 = st.columns([1, 1])
-    start = c1.button(f"Run evidence ({len(runnable)} LLM{'s' if len(runnable) > 1 else ''})", type="primary",
-                      icon=":material/play_arrow:")
-    c2.button("Cancel", icon=":material/stop:", key="cancel_evidence",
-              help="Stops the run; what is done stays cached and the next run resumes there.")
-    if start:
-        bars = {s.display_name: st.progress(0.0, text=f"{markdown_text(s.display_name)}: waiting") for s in runnable}
-
-        def report(model, p):
-            bars[model].progress(min(p.done / max(p.total, 1), 1.0),
-                                 text=f"{markdown_text(model)}: " + progress_text(p.done, p.total, p.rate, p.eta_s))
-
-        cancel = threading.Event()
+    busy = job is not None and job.running
+    plan_section(runnable, disabled=busy)
+    if st.button(f"Run evidence ({len(runnable)} LLM{'s' if len(runnable) > 1 else ''})", type="primary",
+                 icon=":material/play_arrow:", disabled=busy,
+                 help="Runs in the server: closing or reloading this page does not stop it."):
         try:
-            sources = []
-            for spec in runnable:
-                if spec.kind == "server":  # never cached in memory: it would hold the key
-                    sources.append((spec, make_source(spec, project.prompt(), st.session_state.get("api_key"))))
-                else:
-                    sources.append((spec, cached_source(spec, project.prompt())))
-            project.run_evidence(sources, progress=report, cancel=cancel)
-        except Cancelled:
-            st.warning("Cancelled. What was done is kept; run again to resume.")
+            jobs.start(project.path, "evidence", secrets=secrets, models=[s.display_name for s in runnable])
         except USER_ERRORS as exc:
             show_error(exc)
         else:
@@ -222,3 +234,38 @@ if project.evidence() is not None and project.seeds():
                      format="%.2f", min_value=0.0, max_value=1.0)})
 elif project.evidence() is not None:
     st.info("Add seed labels on the Data page to see each LLM's accuracy on them.")
+
+# ---------------------------------------------------------------- which LLMs earn their cost
+values = project.annotation.llm_value()
+report = project.fit_report()
+if not values and report is not None and report.estimates is not None and len(project.panel_models()) > 1:
+    st.header("Which LLMs earn their cost")
+    st.caption("MoLAM cross-validated on the seed labels with each LLM left out, on the folds of the last fit: "
+               "one more fit per fold and LLM, so it runs apart from Fit MoLAM, as a job of the project.")
+    if st.button("Measure what each LLM adds", icon=":material/balance:", disabled=job is not None and job.running):
+        try:
+            jobs.start(project.path, "llm_value")
+        except USER_ERRORS as exc:
+            show_error(exc)
+        else:
+            st.rerun()
+if values:
+    st.header("Which LLMs earn their cost")
+    full = values[0]
+    st.caption(f"MoLAM's accuracy cross-validated on the {full.n_seeds} seed labels with each LLM left out, on the "
+               f"same folds as the whole panel ({full.full_accuracy:.3f}; measured after the last fit on the MoLAM page). "
+               "Seconds per text: measured while this project collected the LLM's evidence (answers from the "
+               "evidence cache included).")
+    st.dataframe(pd.DataFrame([{
+        "LLM": v.model, "MoLAM without it": v.without_accuracy, "change": v.without_accuracy - v.full_accuracy,
+        "standard error": v.difference_se,
+        "seconds per text": "not measured" if v.seconds_per_text is None else f"{v.seconds_per_text:.2f}",
+    } for v in values]), hide_index=True, column_config={
+        name: st.column_config.NumberColumn(format="%.3f") for name in ("MoLAM without it", "change", "standard error")})
+    for v in values:
+        if v.adds_nothing:
+            saving = ("its speed was not measured" if v.seconds_per_text is None
+                      else f"dropping it would save about {v.seconds_per_text * 1000 / 60:.1f} minutes per 1,000 texts")
+            st.info(f"{markdown_text(v.model)} adds nothing here: without it MoLAM's cross-validated accuracy is "
+                    f"{v.without_accuracy:.3f} against {v.full_accuracy:.3f}, within one standard error "
+                    f"({v.difference_se:.3f}); {saving}.", icon=":material/savings:")

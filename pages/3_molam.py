@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
+
 import pandas as pd
 import plotly.express as px
 import streamlit as st
 
-from dashboard.common import USER_ERRORS, require_data, require_project, show_error
+from dashboard.common import USER_ERRORS, job_panel, require_data, require_project, show_error
 from dashboard.shell import require_app_shell
+from mollia_core import jobs
 from mollia_core.display import chart_text, markdown_text
 from mollia_core.project import AnnotatorSettings
 
@@ -19,6 +22,9 @@ project = require_project()
 require_data(project)
 
 settings = project.annotator_settings()
+# Fit MoLAM (its 5-fold check of every method) is a job of the project (mollia_core.jobs), not of this tab.
+job = job_panel(project, "fit")
+busy = job is not None and job.running
 with st.form("molam_form"):
     c1, c2, c3, c4 = st.columns(4)
     methods = {"molam": "MoLAM (LLMs + text classifier)", "mol": "MoL (seeds only, LLMs + text)",
@@ -29,15 +35,17 @@ with st.form("molam_form"):
     sigma = c2.number_input("Self-training threshold σ", 0.5, 0.999, settings.sigma, 0.01, format="%.3f")
     delta = c3.number_input("Negative-label threshold δ", 0.0, 0.5, settings.delta, 0.001, format="%.4f")
     seed = c4.number_input("Random state", 0, 10_000, settings.random_state)
-    fit = st.form_submit_button("Fit MoLAM", type="primary", icon=":material/model_training:")
+    fit = st.form_submit_button("Fit MoLAM", type="primary", icon=":material/model_training:",
+                                disabled=busy, help="Runs in the server: closing or reloading this page "
+                                "does not stop it; fitting cannot stop halfway.")
 if fit:
-    with st.spinner("Fitting MoLAM and cross-validating every method on the seeds…"):
-        try:
-            project.fit_annotator(AnnotatorSettings(method=method, sigma=float(sigma), delta=float(delta),
-                                                    random_state=int(seed)))
-        except USER_ERRORS as exc:
-            show_error(exc)
-            st.stop()
+    try:
+        project.dataset.require_seeds()  # said at once, not by a job that fails
+        jobs.start(project.path, "fit", settings=asdict(AnnotatorSettings(
+            method=method, sigma=float(sigma), delta=float(delta), random_state=int(seed))))
+    except USER_ERRORS as exc:
+        show_error(exc)
+        st.stop()
     st.rerun()
 
 report = project.fit_report()
@@ -75,6 +83,27 @@ if not table.empty:
     st.plotly_chart(figure)
     st.dataframe(table, hide_index=True, column_config={
         name: st.column_config.NumberColumn(format="%.3f") for name in ("accuracy", "std", "95 % low", "95 % high")})
+
+st.subheader("Reliability on the seeds (out-of-fold)")
+labeled_accuracy = report.labeled_accuracy_estimate()
+if labeled_accuracy is None or not labeled_accuracy.reliability:
+    st.caption("Fit MoLAM with at least 5 seed labels to see whether its probabilities mean what they say.")
+else:
+    bins = pd.DataFrame([{"MoLAM's probability (out-of-fold)": b.predicted, "observed accuracy": b.observed,
+                          "seeds": b.n, "bin": f"{b.low:.2f}-{b.high:.2f}"} for b in labeled_accuracy.reliability])
+    reliability = px.scatter(bins, x="MoLAM's probability (out-of-fold)", y="observed accuracy", size="seeds",
+                             text="seeds", hover_data=["bin"], range_x=[0, 1.02], range_y=[0, 1.05])
+    reliability.add_shape(type="line", x0=0, y0=0, x1=1, y1=1, line=dict(dash="dot", color="#7f7f7f"))
+    reliability.update_traces(textposition="top center")
+    reliability.update_layout(height=320, margin=dict(t=10, b=10))
+    st.plotly_chart(reliability, key="reliability_plot")
+    st.caption(
+        f"Each point: the seeds whose probability from a MoLAM fitted without them fell in one bin; x = their mean "
+        f"probability, y = the share MoLAM got right, the number = how many seeds ({labeled_accuracy.n_seeds} in "
+        "all). On the dotted diagonal a probability means what it says. The labeled set's estimate (Review and "
+        f"Export pages) recalibrates MoLAM's probabilities by the temperature fitted on these seeds, T = "
+        f"{labeled_accuracy.temperature:.2f} (above 1: MoLAM is over-confident, below 1: under-confident)."
+    )
 
 annotation = project.annotation_frame()
 c1, c2, c3 = st.columns(3)

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import threading
-
 import plotly.graph_objects as go
 import streamlit as st
 
-from dashboard.common import USER_ERRORS, require_data, require_project, show_error
+from dashboard.common import USER_ERRORS, job_panel, require_data, require_project, show_error
 from dashboard.shell import require_app_shell
+from mollia_core import jobs
 from mollia_core.loop import LoopConfig, LoopError
 
 require_app_shell()
@@ -68,37 +67,39 @@ except LoopError as exc:
     show_error(exc)
     st.stop()
 
-summary = project.summary()
 curve = project.learning_curve()
-done = int(curve["iteration"].max()) if len(curve) else 0
-st.write(f"Labeled: **{summary['labeled']}** · still in the pool: **{project.pool_size()}** · "
-         f"iterations done: **{done}**")
-c1, c2, c3, c4 = st.columns([1, 1, 1, 1])
-next_clicked = c1.button("Next iteration", type="primary", icon=":material/skip_next:")
+
+
+def loop_status() -> None:
+    st.write(f"Labeled: **{project.summary()['labeled']}** · still in the pool: **{project.pool_size()}** · "
+             f"iterations done: **{jobs.completed_iterations(project)}**")
+
+
+# The run is a job of the project (mollia_core.jobs): it goes on when this tab closes, and every tab sees it.
+job = job_panel(project, "loop", live=loop_status)
+busy = job is not None and job.running
+c1, c2, c3 = st.columns([1, 1, 1])
+next_clicked = c1.button("Next iteration", type="primary", icon=":material/skip_next:", disabled=busy)
 n_more = c2.number_input("Iterations to run now", 1, 100, 5, label_visibility="collapsed")
-run_clicked = c3.button(f"Run {int(n_more)} more iterations", icon=":material/fast_forward:")
-c4.button("Stop", icon=":material/stop:", help="Stops after the step in progress; every finished step is kept.")
-if next_clicked or run_clicked:
+run_clicked = c3.button(f"Run {int(n_more)} more iterations", icon=":material/fast_forward:", disabled=busy,
+                        help="Runs in the server: closing or reloading this page does not stop it.")
+last = project.store.last_iteration()
+pool_empty = last is not None and project.pool_size() == 0
+if (next_clicked or run_clicked) and pool_empty and not project.store.responses(pending_only=True):
+    st.info("The pool is empty and no review is waiting for a training: there is nothing left to run. Accept or "
+            "override labels on the Review page, then run again to retrain on them.")
+elif next_clicked or run_clicked:
     n = 1 if next_clicked else int(n_more)
-    bar = st.progress(0.0, text="Starting… (the first run also fits MoLAM and trains on the seeds)")
-    steps_total = 3 * n + (0 if project.iterations() else 1)
-    steps = {"n": 0}
-
-    def report(result):
-        steps["n"] += 1
-        record = result.record
-        what = {"train": "trained the model", "query": "queried a batch", "label": "labeled it with MoLAM"}.get(
-            result.step, result.step)
-        bar.progress(min(steps["n"] / steps_total, 1.0), text=f"Iteration {result.iteration}: {what}"
-                     + (f" · {record.metrics.get('n_flagged', 0)} flagged" if record and result.step == "label" else ""))
-
     try:
-        with st.spinner("Working…"):
-            project.run_iterations(n, new_settings, progress=report, cancel=threading.Event())
+        jobs.start(project.path, "loop", until=jobs.completed_iterations(project) + n, settings=new_settings.to_dict())
     except USER_ERRORS as exc:
         show_error(exc)
     else:
         st.rerun()
+
+if not busy and last is not None and last.status == "trained" and last.info.get("training_only"):
+    st.info(f"The pool is empty: retrained on {last.metrics.get('reviews_used', 0)} pending reviews "
+            f"(iteration {last.iteration}).")
 
 if len(curve):
     st.subheader("Learning curve")

@@ -7,6 +7,7 @@ import json
 import streamlit as st
 
 from dashboard.common import USER_ERRORS, require_data, require_project, show_error
+from dashboard.estimate import show_labeled_set_estimate
 from dashboard.shell import require_app_shell
 from mollia_core.export import MIME_TYPES, add_parquet_metadata, export_metadata, molam_accuracy_estimate, to_bytes
 
@@ -26,7 +27,7 @@ if frame.empty:
     st.stop()
 counts = frame["source"].value_counts()
 st.write(f"**{len(frame)}** texts · " + " · ".join(f"{n} {source}" for source, n in counts.items()))
-st.caption("Columns: id, text, label, source (seed / molam / override), molam_probability, negative_labels, "
+st.caption("Columns: id, text, label, source (seed / accept / override / molam), molam_probability, negative_labels, "
            "flag (d_anno), iteration, then your original columns.")
 neutralize = st.checkbox(
     "Make the CSV safe to open in a spreadsheet", value=True, key="export_neutralize_formulas",
@@ -34,10 +35,12 @@ neutralize = st.checkbox(
          "shows them as text instead of running them as formulas; importing the CSV removes it again. "
          "JSONL and Parquet are always exact.",
 )
+labeled_estimate = show_labeled_set_estimate(project, scope)
 report = project.fit_report()
 metadata = export_metadata(
     frame, molam_accuracy_estimate(report.cv_accuracy, report.n_seeds) if report else None,
-    project=project.name, labels=list(project.labels), models=project.panel_models(),
+    labeled_estimate=labeled_estimate, project=project.name, labels=list(project.labels),
+    models=project.panel_models(),
 )
 columns = st.columns(4)
 for column, fmt in zip(columns, ("csv", "jsonl", "parquet")):
@@ -57,8 +60,9 @@ columns[3].download_button(
     "Download metadata", data=json.dumps(metadata, indent=2, ensure_ascii=False),
     file_name=f"{project.name}-labeled.meta.json", mime="application/json", icon=":material/download:",
     key="download_metadata", width="stretch",
-    help="How far each source's labels can be trusted: seeds and overrides are human labels (taken as given); "
-         "for MoLAM's labels, the accuracy cross-validated on the seeds with its 95 % interval. "
+    help="How far each source's labels can be trusted: seeds, accepts and overrides are human labels (taken "
+         "as given); for MoLAM's labels, the estimate shown above (from MoLAM's calibrated probabilities, with "
+         "its 95 % interval) and the accuracy cross-validated on the seeds. "
          "A Parquet download carries it inside the file.",
 )
 st.dataframe(frame.assign(negative_labels=frame["negative_labels"].map(", ".join)).head(200), hide_index=True)

@@ -46,3 +46,15 @@ def shown(markdown: str) -> str:
 
 def assert_no_exception(at: AppTest) -> None:
     assert not at.exception, [e.value for e in at.exception]
+
+
+def finish_job(at: AppTest, timeout: float = 600) -> AppTest:
+    """When the page shows a job running (its progress bar), wait for it to end, then rerun the page: the job
+    runs in the server (``mollia_core.jobs``), and AppTest does not run the fragment that polls it."""
+    from mollia_core import jobs
+    from mollia_core.project import project_path
+
+    if not at.get("progress"):
+        return at
+    jobs.wait(project_path(at.session_state["project_name"]), timeout)
+    return at.run(timeout=timeout)

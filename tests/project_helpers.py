@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pandas as pd
+import pytest
 
 from mollia_core.evidence import EvidenceRecord, PaperDataset
 from mollia_core.evidence.replay import records_from_panel, write_evidence_jsonl
+from mollia_core.loop import LoopConfig
+from mollia_core.project import AnnotatorSettings, AnnotatorSpec, Project
 
 
 def trec_frame(trec: PaperDataset, n: int = 300, with_gold: bool = True) -> pd.DataFrame:
@@ -53,3 +57,46 @@ INJECTIONS = (
     f'<a href="http://{REMOTE}/">a</a>',
     f"<img src=http://{REMOTE}/i.png>",
 )
+
+
+def replayed_project(trec: PaperDataset, name: str, n: int = 150, models: int = 3, seeds: int = 40,
+                     root: Path | None = None):
+    """A project over the first ``n`` TREC questions with the paper's evidence of ``models`` LLMs replayed
+    and ``seeds`` seed labels from the gold column: ready for MoLAM and the loop."""
+    project = Project.create(name, root=root)
+    project.dataset.set_dataset(trec_frame(trec, n), "question", id_column="qid", label_column="category")
+    for model, records in trec_records(trec, n, models=models).items():
+        spec = AnnotatorSpec(kind="replay", model=model, path="trec.jsonl")
+        project.panel.set_specs(project.panel.specs() + [spec])
+        project.panel.import_evidence_records(spec, records)
+    project.dataset.take_seeds_from_column(seeds)
+    return project
+
+
+ITERATED_TEXTS, ITERATED_BATCH = 200, 10
+
+
+@pytest.fixture(scope="module")
+def iterated(tmp_path_factory, trec):
+    """A project with seeds, evidence, a fitted MoLAM and one AL iteration (built once, copied per test)."""
+    folder = tmp_path_factory.mktemp("template")
+    project = Project(folder / "template.mollia.sqlite")
+    frame = trec_frame(trec, ITERATED_TEXTS)
+    project.set_dataset(frame, "question", id_column="qid", label_column="category")
+    specs = []
+    for model, records in trec_records(trec, ITERATED_TEXTS).items():
+        spec = AnnotatorSpec(kind="replay", model=model, path="trec.jsonl")
+        specs.append(spec)
+        project.set_panel(specs)
+        project.import_evidence_records(spec, records)
+    project.take_seeds_from_column(50)
+    project.fit_annotator(AnnotatorSettings(), cv=False)
+    project.run_iterations(1, LoopConfig(batch_size=ITERATED_BATCH))
+    project.store.close()
+    return folder / "template.mollia.sqlite"
+
+
+def copy_project(template, projects, name="loop") -> Project:
+    """A copy of the project file ``template`` in the projects folder, opened as ``name``."""
+    shutil.copy(template, projects / f"{name}.mollia.sqlite")
+    return Project.open(name)

@@ -11,9 +11,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from app_helpers import app, assert_no_exception, error_markdown, errors, shown, upload
+from app_helpers import app, assert_no_exception, error_markdown, errors, finish_job, shown, upload
 from mollia_core.display import markdown_text
 from mollia_core.project import AnnotatorSpec, Project
+from mollia_core.services import LoopService
 from mollia_core.store import StoreError
 from project_helpers import INJECTIONS, trec_frame, trec_records
 
@@ -147,7 +148,7 @@ def test_annotators_page_bad_template_is_an_error(projects, trec):
 def test_molam_page_without_seeds_says_what_to_do(projects, trec):
     _replayed(trec, seeds=False)
     at = app("rev", "pages/3_molam.py")
-    at.button[0].click().run()  # Fit MoLAM (form submit)
+    finish_job(at.button[0].click().run())  # Fit MoLAM (form submit): a job
     assert_no_exception(at)
     assert any("no seed labels" in e for e in errors(at)), errors(at)
 
@@ -272,12 +273,26 @@ def test_review_page_says_the_disk_is_full_and_keeps_the_labels(projects, trec, 
     assert markdown_text(FULL_DISK) in error_markdown(at)
     pd.testing.assert_frame_equal(project.labeled_texts(), before)
 
+def test_review_page_before_any_molam_label_says_what_to_do(projects, trec):
+    project = _replayed(trec)
+    at = app("rev", "pages/5_review.py")
+    assert_no_exception(at)
+    assert any("Nothing MoLAM-labeled yet" in i.value and "**Active learning**" in i.value for i in at.info)
+    assert at.segmented_control(key="review_mode").value == "All labeled texts"
+    assert not [b for b in at.button if b.key == "review_accept_many"]  # only seeds: nothing to accept
+    info = project.text_evidence(project.labeled_texts().iloc[0]["id"])
+    assert info.al_label is None and info.al_probability is None  # no AL model trained yet
+    at.segmented_control(key="review_mode").set_value("Review queue").run()
+    assert_no_exception(at)
+    assert not at.get("progress")
+
+
 
 def test_active_learning_page_says_the_disk_is_full(projects, trec, monkeypatch):
     _replayed(trec)
-    monkeypatch.setattr(Project, "run_iterations", _raise_full_disk)
+    monkeypatch.setattr(LoopService, "run_iterations", _raise_full_disk)
     at = app("rev", "pages/4_active_learning.py")
-    next(b for b in at.button if b.label == "Next iteration").click().run()
+    finish_job(next(b for b in at.button if b.label == "Next iteration").click().run())
     assert_no_exception(at)
     assert markdown_text(FULL_DISK) in error_markdown(at)
 
@@ -286,7 +301,7 @@ def test_molam_page_with_few_seeds_explains_without_a_traceback(projects, trec):
     project = _replayed(trec, seeds=False)
     project.take_seeds_from_column(3)
     at = app("rev", "pages/3_molam.py")
-    at.button[0].click().run()  # Fit MoLAM (form submit)
+    finish_job(at.button[0].click().run())  # Fit MoLAM (form submit): a job
     assert_no_exception(at)
     assert not errors(at)
     assert Project.open("rev").fit_report().n_seeds == 3  # fitted with what there is

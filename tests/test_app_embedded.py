@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from app_helpers import app, assert_no_exception, errors
+from app_helpers import app, assert_no_exception, errors, finish_job
 from mollia_core.project import AnnotatorSpec, Project
 
 pytestmark = pytest.mark.slow
@@ -34,7 +34,7 @@ def test_annotators_page_runs_smollm2_and_stores_its_evidence(projects, prepared
     at = app("embedded", "pages/2_annotators.py")
     assert_no_exception(at)
     start = next(b for b in at.button if b.label.startswith("Run evidence"))
-    start.click().run(timeout=600)
+    finish_job(start.click().run(timeout=600))
     assert_no_exception(at)
     assert not errors(at)
     evidence = project.require_evidence()

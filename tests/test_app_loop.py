@@ -4,45 +4,21 @@
 from __future__ import annotations
 
 import io
-import shutil
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from app_helpers import app, assert_no_exception, errors
+from app_helpers import app, assert_no_exception, errors, finish_job
 from mollia_core.export import import_labeled, to_bytes
 from mollia_core.loop import LoopConfig
-from mollia_core.project import AnnotatorSettings, AnnotatorSpec, Project
-from project_helpers import trec_frame, trec_records
+from mollia_core.project import AnnotatorSpec, Project
+from project_helpers import (  # noqa: F401 (the iterated fixture)
+    ITERATED_BATCH, ITERATED_TEXTS, copy_project as _copy, iterated, trec_frame, trec_records,
+)
 
 pytestmark = pytest.mark.slow
-N, BATCH = 200, 10
-
-
-@pytest.fixture(scope="module")
-def iterated(tmp_path_factory, trec):
-    """A project with seeds, evidence, a fitted MoLAM and one AL iteration (built once, copied per test)."""
-    folder = tmp_path_factory.mktemp("template")
-    project = Project(folder / "template.mollia.sqlite")
-    frame = trec_frame(trec, N)
-    project.set_dataset(frame, "question", id_column="qid", label_column="category")
-    specs = []
-    for model, records in trec_records(trec, N).items():
-        spec = AnnotatorSpec(kind="replay", model=model, path="trec.jsonl")
-        specs.append(spec)
-        project.set_panel(specs)
-        project.import_evidence_records(spec, records)
-    project.take_seeds_from_column(50)
-    project.fit_annotator(AnnotatorSettings(), cv=False)
-    project.run_iterations(1, LoopConfig(batch_size=BATCH))
-    project.store.close()
-    return folder / "template.mollia.sqlite"
-
-
-def _copy(template, projects, name="loop") -> Project:
-    shutil.copy(template, projects / f"{name}.mollia.sqlite")
-    return Project.open(name)
+N, BATCH = ITERATED_TEXTS, ITERATED_BATCH
 
 
 def test_molam_page_fits_and_compares_honestly(projects, trec):
@@ -56,7 +32,7 @@ def test_molam_page_fits_and_compares_honestly(projects, trec):
     project.take_seeds_from_column(50)
     at = app("fit", "pages/3_molam.py")
     assert any("Not fitted yet" in i.value for i in at.info)
-    at.button[0].click().run(timeout=300)
+    finish_job(at.button[0].click().run(timeout=300))  # Fit MoLAM: a job
     assert_no_exception(at)
     assert not errors(at)
     report = project.fit_report()
@@ -75,7 +51,7 @@ def test_active_learning_page_runs_the_next_iteration(iterated, projects):
     at = app("loop", "pages/4_active_learning.py")
     assert_no_exception(at)
     assert any("iterations done: **1**" in m.value for m in at.markdown)
-    next(b for b in at.button if b.label == "Next iteration").click().run(timeout=300)
+    finish_job(next(b for b in at.button if b.label == "Next iteration").click().run(timeout=300))
     assert_no_exception(at)
     assert not errors(at)
     curve = project.learning_curve()
@@ -89,7 +65,7 @@ def test_active_learning_page_bad_backbone_is_an_error(iterated, projects):
     _copy(iterated, projects)
     at = app("loop", "pages/4_active_learning.py")
     next(t for t in at.text_input if t.label == "Backbone").input("no-such/encoder-anywhere")
-    next(b for b in at.button if b.label == "Next iteration").click().run(timeout=300)
+    finish_job(next(b for b in at.button if b.label == "Next iteration").click().run(timeout=300))
     assert_no_exception(at)
     assert errors(at), "an unknown backbone must be reported in the page"
 
@@ -115,7 +91,7 @@ def test_active_learning_page_switches_reach_the_loop(iterated, projects):
     at = app("loop", "pages/4_active_learning.py")
     next(c for c in at.checkbox if c.label.startswith("Negative learning")).uncheck()
     next(c for c in at.checkbox if c.label.startswith("Discrepancy weight")).uncheck()
-    next(b for b in at.button if b.label == "Next iteration").click().run(timeout=300)
+    finish_job(next(b for b in at.button if b.label == "Next iteration").click().run(timeout=300))
     assert_no_exception(at)
     assert not errors(at)
     switches_off = project.store.training_set(2)
@@ -126,7 +102,9 @@ def test_active_learning_page_switches_reach_the_loop(iterated, projects):
 
 def test_review_page_filters_shows_evidence_and_overrides(iterated, projects, trec):
     project = _copy(iterated, projects)
+    project.queue.ranked()  # the page opens on the review queue: its ranking's seed examples, computed once
     at = app("loop", "pages/5_review.py")
+    at.segmented_control(key="review_mode").set_value("All labeled texts").run()
     assert_no_exception(at)
     at.multiselect(key="f_source").select("molam").run()
     table = at.dataframe[0].value

@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from mollia_core.cli import main
@@ -124,3 +125,58 @@ def test_models_prepare_reports_an_unknown_model(capsys, mollia_home):
     assert main(["models", "prepare", "no-such-model"]) == 2
     err = capsys.readouterr().err
     assert "unknown embedded model 'no-such-model'" in err and "smollm2-135m" in err
+
+
+REVIEWS = [("I loved this film, wonderful acting", "pos"), ("Terrible plot and boring scenes", "neg"),
+           ("A delightful, funny movie", "pos"), ("Worst movie I have seen this year", "neg"),
+           ("Great soundtrack and a moving story", "pos"), ("Dull, slow and far too long", "neg"),
+           ("Brilliant direction", ""), ("I fell asleep halfway", ""), ("Charming and warm", ""),
+           ("A waste of two hours", "")]
+
+
+@pytest.mark.slow
+def test_a_live_panel_run_without_gold_and_its_plan(tmp_path):
+    """The smallest embedded LLM answers every text of a CSV whose seeds are its filled label column
+    (no gold: test_size = validation_size = 0); the loop runs; results.json says what the LLM did."""
+    pd.DataFrame({"id": [f"r{i}" for i in range(len(REVIEWS))], "review": [text for text, _ in REVIEWS],
+                  "label": [label for _, label in REVIEWS]}).to_csv(tmp_path / "reviews.csv", index=False)
+    (tmp_path / "run.toml").write_text(
+        'annotator = "molam"\nevidence = "full"\noutput_dir = "out"\n'
+        '[dataset]\ncsv = "reviews.csv"\ntext_column = "review"\nlabel_column = "label"\nid_column = "id"\n'
+        'test_size = 0\nvalidation_size = 0\n[seeds]\ncolumn = "label"\n'
+        '[panel]\nmodels = ["smollm2-135m"]\n[loop]\nbatch_size = 2\nplanned_iterations = 1\n'
+    )
+    home = Path(os.environ["MOLLIA_HOME"])
+    plan = run_cli("plan", "--config", str(tmp_path / "run.toml"), "--timed-texts", "2", home=home, timeout=900)
+    assert plan.returncode == 0, plan.stderr[-3000:]
+    assert "label as you go (only the texts the loop needs): not available yet" in plan.stdout
+    summary = json.loads(plan.stdout.strip().splitlines()[-1])
+    assert summary["seconds_per_text"]["smollm2-135m"] > 0
+    assert summary["choices"]["seed texts only"]["texts_per_model"] == {"smollm2-135m": 6}
+    assert summary["choices"]["whole pool"]["texts_per_model"] == {"smollm2-135m": 10}
+    whole, seeds = summary["choices"]["whole pool"]["expected_s"], summary["choices"]["seed texts only"]["expected_s"]
+    assert whole > seeds > 0
+    assert not (tmp_path / "out").exists()  # the plan keeps nothing
+
+    done = run_cli("run", "--config", str(tmp_path / "run.toml"), home=home, timeout=900)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "smollm2-135m: 10 / 10 texts" in done.stdout
+    results = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert results["texts_answered"] == {"smollm2-135m": 10}
+    assert results["llm_seconds"]["smollm2-135m"] > 0
+    assert [it["status"] for it in results["iterations"]] == ["trained", "trained"] and results["n_seeds"] == 6
+    assert not any(key.startswith(("test_", "validation_")) for key in results["iterations"][-1]["metrics"])
+    with ProjectStore.open(tmp_path / "out" / "project.mollia.sqlite") as store:
+        assert store.evidence_coverage() == {"smollm2-135m": 10}
+    # The evidence is in the evidence cache now: the plan counts nothing left to answer.
+    again = run_cli("plan", "--config", str(tmp_path / "run.toml"), "--timed-texts", "1", home=home, timeout=900)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert json.loads(again.stdout.strip().splitlines()[-1])["choices"]["whole pool"] == {
+        "expected_s": 0.0, "texts_per_model": {"smollm2-135m": 0}}
+
+
+def test_plan_needs_a_live_panel(tmp_path, capsys, mollia_home):
+    config = tmp_path / "c.json"
+    config.write_text(json.dumps({"dataset": {"paper_evidence": "trec"}}))
+    assert main(["plan", "--config", str(config)]) == 2
+    assert "has no [panel]" in capsys.readouterr().err

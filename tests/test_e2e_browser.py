@@ -14,214 +14,31 @@ Screenshots of every page go to a temporary folder; ``python scripts/screenshots
 from __future__ import annotations
 
 import dataclasses
-import os
 import re
-import shutil
-import socket
-import subprocess
-import sys
-import time
 import urllib.parse
-import urllib.request
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
-from mollia_core.display import WORD_JOINER
 from mollia_core.evidence.replay import write_evidence_jsonl
 from mollia_core.export import import_labeled
 from mollia_core.project import Project
 from project_helpers import INJECTIONS, REMOTE, trec_frame, trec_records, write_trec_files
+from browser_helpers import (
+    LONG, choose, go, projects_dir, read, run_recorded, screenshots_dir, set_number, settle, shot, show_all_labeled_texts, wait_for, wait_for_charts,
+)
+from browser_helpers import browser, recorded, server  # noqa: F401 (fixtures)
 
 pytestmark = pytest.mark.e2e
-
-REPO = Path(__file__).resolve().parent.parent
-LOOPBACK = "127.0.0.1"
-N_TEXTS, BATCH, SEEDS = 300, 20, 50
-LONG = 240_000  # ms: fitting, the encoder's first load and training on a busy 2-core machine
-# Background networking, component updates and sync are the browser's own traffic, not the page's.
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 
 INJECTED_LABEL_COLUMN = f"category ![c](http://{REMOTE}/c.png) **col**"
 INJECTED_MODELS = {"gemma": f'<a href="http://{REMOTE}/m">gemma</a>', "llama": "**llama** :red[y]",
                    "mistral": f"![m](http://{REMOTE}/m.png) mistral"}
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind((LOOPBACK, 0))
-        return s.getsockname()[1]
-
-
-def _projects_dir(tmp_path: Path) -> Path:
-    """The projects folder of the server a test starts."""
-    return tmp_path / "projects"
-
-
-@pytest.fixture
-def server(tmp_path):
-    """A fresh ``streamlit run app.py``: its first request is a cold start."""
-    port = _free_port()
-    env = dict(os.environ, MOLLIA_PROJECTS_DIR=str(_projects_dir(tmp_path)), MOLLIA_HOME=str(tmp_path / "home"),
-               HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", PYTHONUNBUFFERED="1")
-    log = (tmp_path / "streamlit.log").open("w")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
-         "--server.address", LOOPBACK, "--server.headless", "true", "--browser.gatherUsageStats", "false",
-         # No hot reload: a source file edited while the test runs must not swap classes under the app.
-         "--server.fileWatcherType", "none"],
-        cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT,
-    )
-    url = f"http://{LOOPBACK}:{port}"
-    try:
-        for _ in range(120):
-            try:
-                if urllib.request.urlopen(f"{url}/_stcore/health", timeout=1).read() == b"ok":
-                    break
-            except OSError:
-                time.sleep(0.5)
-        else:
-            pytest.fail(f"streamlit did not start: {(tmp_path / 'streamlit.log').read_text()[-2000:]}")
-        yield url
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
-        log.close()
-
-
-@pytest.fixture
-def browser(tmp_path):
-    playwright_api = pytest.importorskip("playwright.sync_api")
-    executable = shutil.which("chromium") or shutil.which("chromium-browser")
-    if executable is None:
-        pytest.fail("Debian's chromium is not installed: apt-get install -y --no-install-recommends chromium")
-    # Chromium keeps crash-report settings and a dconf database under the home folder: a temporary one.
-    home = tmp_path / "browser-home"
-    env = dict(os.environ, HOME=str(home), XDG_CONFIG_HOME=str(home / ".config"), XDG_CACHE_HOME=str(home / ".cache"))
-    with playwright_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=executable, headless=True, args=CHROMIUM_ARGS, env=env)
-        yield browser
-        browser.close()
-
-
-class RecordedPage:
-    """A browser page whose every request is logged; a request for another host is aborted."""
-
-    def __init__(self, browser) -> None:
-        self.requests: list[str] = []
-        self.context = browser.new_context(viewport={"width": 1400, "height": 1500}, accept_downloads=True)
-        self.context.route("**/*", self._route)
-        self.page = self.context.new_page()
-        self.page.set_default_timeout(60_000)
-
-    def _route(self, route) -> None:
-        self.requests.append(route.request.url)
-        if _leaves_the_machine(route.request.url):
-            route.abort()
-        else:
-            route.continue_()
-
-    def outside_requests(self) -> list[str]:
-        """Requests (and resource URLs the page holds: favicon, images, scripts) not for 127.0.0.1."""
-        in_page = self.page.evaluate(
-            """() => [
-                ...performance.getEntriesByType('resource').map(e => e.name),
-                ...[...document.querySelectorAll('img, script, iframe, source, link, image')]
-                    .map(e => e.getAttribute('src') || e.getAttribute('href') || e.getAttribute('xlink:href') || '')
-                    .filter(Boolean).map(ref => new URL(ref, document.baseURI).href),
-            ]"""
-        )
-        return sorted({url for url in self.requests + in_page if _leaves_the_machine(url)})
-
-
-def _leaves_the_machine(url: str) -> bool:
-    parts = urllib.parse.urlsplit(url)
-    return parts.scheme not in ("data", "blob", "about") and parts.hostname != LOOPBACK
-
-
-@pytest.fixture
-def recorded(browser, tmp_path):
-    recorded = RecordedPage(browser)
-    yield recorded
-    recorded.context.close()
-
-
-def screenshots_dir(tmp_path: Path) -> Path:
-    """Where the page screenshots go: the README's ``assets/`` only when scripts/screenshots.py asks."""
-    folder = Path(os.environ.get("MOLLIA_SCREENSHOTS_DIR") or tmp_path / "screenshots")
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder
-
-
-def _go(page, title: str) -> None:
-    page.get_by_test_id("stSidebarNav").get_by_text(title, exact=True).click()
-    page.get_by_role("heading", name=title).wait_for()
-
-
-def _wait_for_charts(page, expected: int = 0) -> None:
-    """Wait until the page's Plotly charts (at least ``expected`` of them) are drawn: Plotly loads and
-    draws after the page settles."""
-    charts = page.locator("[data-testid=stPlotlyChart]")
-    for i in range(max(charts.count(), expected)):
-        charts.nth(i).locator(".main-svg").first.wait_for(state="attached")
-
-
-def _shot(page, folder: Path, name: str) -> None:
-    _wait_for_charts(page)
-    page.wait_for_timeout(800)
-    page.evaluate("document.querySelectorAll('[data-testid=stMain], section.main').forEach(e => e.scrollTo(0, 0))")
-    page.screenshot(path=str(folder / f"{name}.png"))
-
-
-def _wait_for(page, locator, timeout: int = 60_000) -> None:
-    """Wait for ``locator``; fail at once with the page's message if the app shows an error instead."""
-    problems = page.locator("[data-testid=stException], [data-testid=stAlertContentError]")
-    deadline = time.monotonic() + timeout / 1000
-    while time.monotonic() < deadline:
-        if locator.count() and locator.first.is_visible():
-            return
-        if problems.count():
-            pytest.fail(f"the app reported: {problems.first.inner_text()[:2000]}")
-        page.wait_for_timeout(250)
-    pytest.fail(f"timed out waiting for {locator}")
-
-
-def _settle(page) -> None:
-    """Wait until the app has finished the rerun a click started."""
-    page.wait_for_timeout(1500)
-    page.get_by_test_id("stStatusWidget").wait_for(state="hidden", timeout=LONG)
-
-
-def _choose(page, label: str, option: str | None = None) -> str:
-    """Pick ``option`` (default: the first one) in the Streamlit selectbox labeled ``label``."""
-    page.get_by_label(label).click()
-    choice = page.get_by_role("option", name=option, exact=True) if option else page.get_by_role("option").first
-    choice.wait_for()
-    picked = choice.inner_text().strip()
-    choice.click()
-    _settle(page)
-    return picked
-
-
-def _run_recorded(recorded: RecordedPage, tmp_path: Path, walk) -> None:
-    """Run ``walk(page)``; then no request may have left 127.0.0.1. A failure leaves a full-page screenshot."""
-    try:
-        walk(recorded.page)
-    except BaseException:
-        recorded.page.screenshot(path=str(tmp_path / "failure.png"), full_page=True)
-        print(f"screenshot of the failure: {tmp_path / 'failure.png'}")
-        raise
-    finally:
-        outside = recorded.outside_requests()
-    assert outside == [], f"the page asked for resources off this machine: {outside}"
-    icons = recorded.page.evaluate("[...document.querySelectorAll('link[rel~=icon]')].map(link => link.href)")
-    assert icons and all("/media/" in icon for icon in icons), f"the page icon is not served here: {icons}"
-
-
 def test_from_csv_to_exported_labels_in_a_real_browser(server, recorded, trec, tmp_path):
-    _run_recorded(recorded, tmp_path, lambda page: _walk_through(page, server, trec, tmp_path))
+    run_recorded(recorded, tmp_path, lambda page: _walk_through(page, server, trec, tmp_path))
 
 
 def _walk_through(page, server, trec, tmp_path) -> None:
@@ -237,38 +54,39 @@ def _walk_through(page, server, trec, tmp_path) -> None:
     # 1 Data: upload, columns (id, text, label are recognised), seeds from the label column.
     page.locator("input[type=file]").set_input_files(str(csv))
     page.get_by_role("button", name="Use this data").click()
-    _wait_for(page, page.get_by_role("heading", name="Seed labels"))
+    wait_for(page, page.get_by_role("heading", name="Seed labels"))
     page.get_by_role("button", name=f"Take {SEEDS} seeds from column 'label'").click()
     page.get_by_text(f"{SEEDS} seed labels").wait_for()
-    _shot(page, shots, "1-data")
+    shot(page, shots, "1-data")
 
     # 2 Annotators: replay the five LLMs' real evidence.
-    _go(page, "Annotators")
+    go(page, "Annotators")
     page.get_by_text("Replay an evidence file (no LLM needed)").click()
     page.locator("input[type=file]").set_input_files(str(evidence))
     page.get_by_role("button", name="Import evidence").click()
-    _wait_for(page, page.get_by_role("heading", name="Each LLM on the seed labels"))
-    _shot(page, shots, "2-annotators")
+    wait_for(page, page.get_by_role("heading", name="Each LLM on the seed labels"))
+    shot(page, shots, "2-annotators")
 
     # 3 MoLAM.
-    _go(page, "MoLAM")
+    go(page, "MoLAM")
     page.get_by_role("button", name="Fit MoLAM").click()
-    _wait_for(page, page.get_by_role("heading", name="Accuracy on the seeds (cross-validated)"), LONG)
-    _shot(page, shots, "3-molam")
+    wait_for(page, page.get_by_role("heading", name="Accuracy on the seeds (cross-validated)"), LONG)
+    shot(page, shots, "3-molam")
 
     # 4 Active learning: batch of 20, two iterations.
-    _go(page, "Active learning")
-    _set_number(page, "Batch size B", BATCH)
-    _set_number(page, "Iterations to run now", 2)
+    go(page, "Active learning")
+    set_number(page, "Batch size B", BATCH)
+    set_number(page, "Iterations to run now", 2)
     page.get_by_role("button", name="Run 2 more iterations").click()
-    _wait_for(page, page.get_by_text("iterations done: 2"), LONG)
-    _shot(page, shots, "4-active-learning")
+    wait_for(page, page.get_by_text("iterations done: 2"), LONG)
+    shot(page, shots, "4-active-learning")
 
     # 5 Review: the flagged texts; override the first one's label in one click.
-    _go(page, "Review")
-    _choose(page, "Flag (d_anno)", "flagged")
-    flagged_id = _choose(page, "Text to inspect (or select a row above)")
-    _wait_for(page, page.get_by_role("heading", name="What each LLM said"))
+    go(page, "Review")
+    show_all_labeled_texts(page)
+    choose(page, "Flag (d_anno)", "flagged")
+    flagged_id = choose(page, "Text to inspect (or select a row above)")
+    wait_for(page, page.get_by_role("heading", name="What each LLM said"))
     page.get_by_role("heading", name=f"Text {flagged_id}").wait_for()
     current = page.get_by_test_id("stMetric").first.get_by_test_id("stMetricValue").inner_text().strip()
     labels = list(trec.labels)
@@ -276,15 +94,15 @@ def _walk_through(page, server, trec, tmp_path) -> None:
     # The button's accessible name ends with its keyboard shortcut: "3 · entity 3".
     page.get_by_role("button", name=f"{labels.index(new_label) + 1} · {new_label}").click()
     page.get_by_text("Overrides of this text").wait_for()
-    _shot(page, shots, "5-review")
+    shot(page, shots, "5-review")
 
     # 6 Export: CSV.
-    _go(page, "Export")
+    go(page, "Export")
     with page.expect_download() as download:
         page.get_by_role("button", name="Download CSV").click()
     exported = tmp_path / "export.csv"
     download.value.save_as(exported)
-    _shot(page, shots, "6-export")
+    shot(page, shots, "6-export")
 
     frame = import_labeled(exported)
     assert len(frame) == SEEDS + 2 * BATCH
@@ -300,12 +118,6 @@ def _walk_through(page, server, trec, tmp_path) -> None:
     assert set(molam["iteration"]) == {1, 2}
     # The user's own column travels with each text.
     assert frame["note"].str.startswith("nöte").all()
-
-
-def _set_number(page, label: str, value: int) -> None:
-    field = page.get_by_label(label, exact=True)
-    field.fill(str(value))
-    field.press("Enter")
 
 
 # ------------------------------------------------------------------------ user data stays text
@@ -335,17 +147,11 @@ def _injected_files(trec, folder: Path, n: int) -> tuple[Path, Path, Path, list[
     return csv, duplicated, evidence, ids
 
 
-def _read(text: str) -> str:
-    """Page text as the user reads it: the invisible word joiners that keep autolinks off dropped, and
-    Plotly's no-break spaces read as spaces."""
-    return text.replace(WORD_JOINER, "").replace("\u00a0", " ")
-
-
 def _click_button(page, label: re.Pattern) -> None:
     """Click the first button whose label, as the user reads it, holds a match of ``label``."""
     buttons = page.get_by_role("button")
     for i in range(buttons.count()):
-        if label.search(_read(buttons.nth(i).inner_text())):
+        if label.search(read(buttons.nth(i).inner_text())):
             buttons.nth(i).click()
             return
     pytest.fail(f"no button reads {label.pattern}")
@@ -354,8 +160,8 @@ def _click_button(page, label: re.Pattern) -> None:
 def _assert_inert(page, *literal: str, charts: int = 0) -> None:
     """No link, image or bold text made from user data, and each ``literal`` string shown as it is
     (on the page or in its ``charts`` Plotly charts)."""
-    _settle(page)
-    _wait_for_charts(page, charts)
+    settle(page)
+    wait_for_charts(page, charts)
     made = page.evaluate(
         """(remote) => [...document.querySelectorAll('a, img, image, strong, b, iframe')].filter(e => {
             const ref = e.getAttribute('href') || e.getAttribute('src') || e.getAttribute('xlink:href') || '';
@@ -365,7 +171,7 @@ def _assert_inert(page, *literal: str, charts: int = 0) -> None:
         REMOTE,
     )
     assert made == [], f"user data became markup: {made}"
-    shown = _read(page.get_by_test_id("stMain").inner_text() + "".join(
+    shown = read(page.get_by_test_id("stMain").inner_text() + "".join(
         page.locator("[data-testid=stPlotlyChart]").all_text_contents()))
     missing = [text for text in literal if text not in shown]
     assert missing == [], f"not shown literally: {missing}"
@@ -374,15 +180,15 @@ def _assert_inert(page, *literal: str, charts: int = 0) -> None:
 def _use_table(page, csv: Path) -> None:
     """Upload ``csv``, take its labels from the injected label column, press "Use this data"."""
     page.locator("input[type=file]").set_input_files(str(csv))
-    _settle(page)
-    _choose(page, "Label column (optional)", INJECTED_LABEL_COLUMN)
+    settle(page)
+    choose(page, "Label column (optional)", INJECTED_LABEL_COLUMN)
     page.get_by_text("From the label column").click()
-    _settle(page)
+    settle(page)
     page.get_by_role("button", name="Use this data").click()
 
 
 def test_user_data_is_shown_never_interpreted(server, recorded, trec, tmp_path):
-    _run_recorded(recorded, tmp_path, lambda page: _walk_injected(page, server, trec, tmp_path))
+    run_recorded(recorded, tmp_path, lambda page: _walk_injected(page, server, trec, tmp_path))
 
 
 def _walk_injected(page, server, trec, tmp_path) -> None:
@@ -396,58 +202,61 @@ def _walk_injected(page, server, trec, tmp_path) -> None:
     _use_table(page, duplicated)
     error = page.get_by_test_id("stAlertContentError")
     error.wait_for()
-    message = _read(error.inner_text())
+    message = read(error.inner_text())
     assert "duplicate" in message and f"'{ids[0]}'" in message, message
     _assert_inert(page)
 
     _use_table(page, csv)
-    _wait_for(page, page.get_by_role("heading", name="Seed labels"))
-    _settle(page)
-    main = _read(page.get_by_test_id("stMain").inner_text())
+    wait_for(page, page.get_by_role("heading", name="Seed labels"))
+    settle(page)
+    main = read(page.get_by_test_id("stMain").inner_text())
     assert any(f"Text id {text_id}" in main for text_id in ids), "the hand-labeling caption names the text"
     _assert_inert(page, INJECTED_LABEL_COLUMN, *INJECTIONS)
     _click_button(page, re.compile(re.escape(f"Take {SEEDS} seeds from column '{INJECTED_LABEL_COLUMN}'")))
     page.get_by_text(f"{SEEDS} seed labels").wait_for()
 
     # Annotators: the replayed models' names and the prompt preview's caption.
-    _go(page, "Annotators")
+    go(page, "Annotators")
     page.get_by_text("Replay an evidence file (no LLM needed)").click()
     page.locator("input[type=file]").set_input_files(str(evidence))
     page.get_by_role("button", name="Import evidence").click()
-    _wait_for(page, page.get_by_role("heading", name="Each LLM on the seed labels"))
-    _settle(page)
-    main = _read(page.get_by_test_id("stMain").inner_text())
+    wait_for(page, page.get_by_role("heading", name="Each LLM on the seed labels"))
+    settle(page)
+    main = read(page.get_by_test_id("stMain").inner_text())
     assert any(f"Preview on text {text_id}" in main for text_id in ids), "the preview caption names the text"
     _assert_inert(page, *(f"replay:{name}" for name in INJECTED_MODELS.values()))
 
     # MoLAM: the models on the accuracy chart, the labels in the histogram's legend.
-    _go(page, "MoLAM")
+    go(page, "MoLAM")
     page.get_by_role("button", name="Fit MoLAM").click()
-    _wait_for(page, page.get_by_role("heading", name="Accuracy on the seeds (cross-validated)"), LONG)
+    wait_for(page, page.get_by_role("heading", name="Accuracy on the seeds (cross-validated)"), LONG)
     _assert_inert(page, *INJECTED_MODELS.values(), INJECTIONS[4], INJECTIONS[5], charts=2)
 
     # Active learning: one iteration and its chart.
-    _go(page, "Active learning")
-    _set_number(page, "Batch size B", 10)
+    go(page, "Active learning")
+    set_number(page, "Batch size B", 10)
     page.get_by_role("button", name="Next iteration").click()
-    _wait_for(page, page.get_by_text("iterations done: 1"), LONG)
+    wait_for(page, page.get_by_text("iterations done: 1"), LONG)
     _assert_inert(page)
 
     # Review: the value tiles, the evidence chart, an override to an injected label.
-    _go(page, "Review")
-    _choose(page, "Text to inspect (or select a row above)")
-    _wait_for(page, page.get_by_role("heading", name="What each LLM said"))
-    tiles = [_read(value).strip() for value in page.get_by_test_id("stMetricValue").all_inner_texts()[:4]]
+    go(page, "Review")
+    wait_for(page, page.get_by_test_id("stProgress"), LONG)  # the review queue, first
+    _assert_inert(page, charts=1)
+    show_all_labeled_texts(page)
+    choose(page, "Text to inspect (or select a row above)")
+    wait_for(page, page.get_by_role("heading", name="What each LLM said"))
+    tiles = [read(value).strip() for value in page.get_by_test_id("stMetricValue").all_inner_texts()[:4]]
     assert set(tiles) <= set(INJECTIONS), tiles
     _assert_inert(page, *INJECTIONS, *INJECTED_MODELS.values(), charts=1)
     new_label = next(label for label in INJECTIONS if label != tiles[0])
     _click_button(page, re.compile(rf"\d · {re.escape(new_label)}"))
     page.get_by_text("Overrides of this text").wait_for()
-    assert _read(page.get_by_test_id("stMetricValue").first.inner_text()).strip() == new_label
+    assert read(page.get_by_test_id("stMetricValue").first.inner_text()).strip() == new_label
     _assert_inert(page, new_label)
 
     # Export.
-    _go(page, "Export")
+    go(page, "Export")
     page.get_by_role("button", name="Download CSV").wait_for()
     _assert_inert(page)
 
@@ -462,11 +271,11 @@ PAGES = {"Data": "data", "Annotators": "annotators", "MoLAM": "molam", "Active l
 def _assert_in_shell(page, title: str, project: str | None) -> None:
     """The page ``title`` is drawn inside the app shell: its page config, its navigation (not Streamlit's
     file-name one, which would list "app"), the project selector, and ``project`` open."""
-    _wait_for(page, page.get_by_role("heading", name=title, exact=True), LONG)
+    wait_for(page, page.get_by_role("heading", name=title, exact=True), LONG)
     sidebar = page.get_by_test_id("stSidebar")
-    _wait_for(page, sidebar.get_by_text(f"Open: {project}" if project else "No project open", exact=True))
-    _wait_for(page, sidebar.get_by_label("Open project"))
-    _settle(page)
+    wait_for(page, sidebar.get_by_text(f"Open: {project}" if project else "No project open", exact=True))
+    wait_for(page, sidebar.get_by_label("Open project"))
+    settle(page)
     assert page.title() == "MoLLIA"
     navigation = page.get_by_test_id("stSidebarNav")
     assert navigation.get_by_text("app", exact=True).count() == 0
@@ -483,7 +292,7 @@ def _assert_in_shell(page, title: str, project: str | None) -> None:
 ])
 def test_a_deep_link_as_a_cold_servers_first_request_runs_inside_the_app(server, recorded, tmp_path, path, title):
     # Streamlit runs a pages/ file by itself on a cold server's first deep link (dashboard/shell.py).
-    Project.create("opened-by-link", root=_projects_dir(tmp_path))
+    Project.create("opened-by-link", root=projects_dir(tmp_path))
 
     def walk(page) -> None:
         page.goto(f"{server}/{path}?project=opened-by-link")
@@ -494,24 +303,24 @@ def test_a_deep_link_as_a_cold_servers_first_request_runs_inside_the_app(server,
             dialog.wait_for(state="hidden")
         _assert_in_shell(page, title, "opened-by-link")
 
-    _run_recorded(recorded, tmp_path, walk)
+    run_recorded(recorded, tmp_path, walk)
 
 
 def test_the_open_project_survives_a_reload_and_travels_in_links(server, recorded, tmp_path):
     for name in ("alpha", "beta"):
-        Project.create(name, root=_projects_dir(tmp_path))
+        Project.create(name, root=projects_dir(tmp_path))
 
     def walk(page) -> None:
         page.goto(server)
         _assert_in_shell(page, "Data", None)
-        _choose(page, "Open project", "alpha")
+        choose(page, "Open project", "alpha")
         page.get_by_text("Open: alpha", exact=True).wait_for()
         assert urllib.parse.urlsplit(page.url).query == "project=alpha"
 
         page.reload()  # a new session, that knows only the URL
         _assert_in_shell(page, "Data", "alpha")
-        _go(page, "Review")  # every page keeps the project in its URL
-        _settle(page)
+        go(page, "Review")  # every page keeps the project in its URL
+        settle(page)
         assert page.url == f"{server}/review?project=alpha"
 
         page.goto(f"{server}/export?project=beta")  # a link to another page, another project
@@ -519,8 +328,8 @@ def test_the_open_project_survives_a_reload_and_travels_in_links(server, recorde
 
         page.goto(f"{server}/molam?project=gone")
         _assert_in_shell(page, "MoLAM", None)
-        warning = _read(page.get_by_test_id("stAlertContentWarning").first.inner_text())
+        warning = read(page.get_by_test_id("stAlertContentWarning").first.inner_text())
         assert "The link names the project 'gone', which is not in" in warning, warning
         assert "project=" not in page.url
 
-    _run_recorded(recorded, tmp_path, walk)
+    run_recorded(recorded, tmp_path, walk)

@@ -190,3 +190,31 @@ def test_with_the_text_member_the_fold_models_keep_its_C_and_the_caller_s_member
                                          n_bootstrap=100)
     assert member.C is None  # its C is re-chosen on the caller's next fit, as before
     assert estimate.overall.n == 250 and 0.0 < estimate.overall.low <= estimate.overall.high < 1.0
+
+
+# -- the widened interval (the app's): the calibration's own check on n labels, and few texts ------
+
+
+def test_the_widened_interval_holds_the_narrow_one_and_widens_most_for_few_texts():
+    seed_proba, seed_labels = world(50, 1.0, 11)
+    proba, _ = world(2000, 1.0, 12)
+    narrow = calibrated_accuracy(seed_proba, seed_labels, proba, LABELS, widen=False)
+    widened = calibrated_accuracy(seed_proba, seed_labels, proba, LABELS)
+    assert widened.overall.accuracy == narrow.overall.accuracy  # the same point estimate
+    assert widened.overall.low < narrow.overall.low and widened.overall.high > narrow.overall.high
+    # A handful of texts: their own binomial spread dominates; the same calibration says so.
+    few = proba[:4]
+    given = few.argmax(axis=1)
+    groups = {"few": np.ones(4, dtype=bool)}
+    few_widened = widened.calibration.expected_accuracy(few, given, groups)["few"]
+    few_narrow = narrow.calibration.expected_accuracy(few, given, groups)["few"]
+    assert few_widened.high - few_widened.low > 2 * (few_narrow.high - few_narrow.low)
+    assert 0.0 <= few_widened.low <= few_widened.accuracy <= few_widened.high <= 1.0
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2, 3, 4, 5])
+def test_an_over_confident_model_on_few_seeds_is_within_the_widened_interval(seed):
+    seed_proba, seed_labels = world(30, 0.5, 20 + seed)
+    proba, truth = world(3000, 0.5, 40 + seed)
+    estimate = calibrated_accuracy(seed_proba, seed_labels, proba, LABELS, random_state=seed)
+    assert estimate.overall.low <= (proba.argmax(axis=1) == truth).mean() <= estimate.overall.high

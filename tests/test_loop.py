@@ -154,10 +154,33 @@ def test_override_is_used_in_the_next_training_with_weight_1(tmp_path):
     assert by_text["text 3"] == (1, 1.0, [False, False, False])
     assert by_text["text 7"] == (0, 1.0, [False, False, False])
     assert [o.applied_iteration for o in store.overrides()] == [2, 2]
-    assert store.iteration(2).metrics["overrides_used"] == 2
+    assert store.iteration(2).metrics["reviews_used"] == 2
     assert 7 not in store.iteration(2).queried  # a human-labeled text is no longer in the pool
     row = store.annotation(3)
     assert (row.source, row.annotator_label, row.d_anno) == ("override", 2, True)
+
+
+def test_pending_reviews_are_trained_on_once_the_pool_is_empty(tmp_path):
+    store = tiny_store(tmp_path / "p.sqlite")
+    loop = make_loop(store, TableAnnotator({str(i): 2 for i in range(8)}), {})
+    loop.run(3)  # 3 batches of 2 use up the pool of 6
+    assert len(loop.pool_indices()) == 0 and loop.next_step(target=10) == "done"
+    loop.override(3, 1)
+    store.accept(4)
+    assert loop.next_step(target=10) == "retrain"
+    steps = []
+    loop.run(1, progress=steps.append)
+    assert [s.step for s in steps] == ["retrain"] and steps[0].iteration == 4
+    record = store.iteration(4)
+    assert (record.status, record.queried, record.info["training_only"], record.metrics["reviews_used"]) == (
+        "trained", (), True, 2)
+    assert record.lam == pytest.approx(1.0)  # past the 3 planned iterations: lambda_end
+    fit = TableLearner.fits[-1]
+    by_text = dict(zip(fit["texts"], zip(fit["y"], fit["weight"])))
+    assert fit["iteration"] == 4 and by_text["text 3"] == (1, 1.0) and by_text["text 4"] == (2, 1.0)
+    assert [r.applied_iteration for r in store.responses()] == [4, 4]
+    # Nothing pending: the run is done, and no iteration is added.
+    assert loop.next_step(target=10) == "done" and loop.run(1) and store.last_iteration().iteration == 4
 
 
 def test_switches_turn_off_negative_learning_and_the_discrepancy_weight(tmp_path):

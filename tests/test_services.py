@@ -12,7 +12,7 @@ import pytest
 from mollia_core import annotation as ann
 from mollia_core import store as store_module
 from mollia_core.evidence import PanelEvidence
-from mollia_core.project import AnnotatorSettings, AnnotatorSpec, Project, ProjectError, list_projects
+from mollia_core.project import AnnotatorSettings, Project, ProjectError, list_projects
 from mollia_core.services import (
     AnnotationService,
     DatasetService,
@@ -22,21 +22,10 @@ from mollia_core.services import (
     StoredFitAnnotator,
 )
 from mollia_core.store import AnnotationResult, AnnotationRow, ProjectStore
-from project_helpers import trec_frame, trec_records
+from project_helpers import replayed_project
 
 #: MoLAM on the LLMs' evidence alone: no text member, so no encoder (fast enough for the quick tests).
 LLM_ONLY = AnnotatorSettings(method="molam-llm-only", random_state=1)
-
-
-def _with_evidence(trec, n: int = 150, name: str = "services") -> Project:
-    project = Project.create(name)
-    project.dataset.set_dataset(trec_frame(trec, n), "question", id_column="qid", label_column="category")
-    for model, records in trec_records(trec, n, models=3).items():
-        spec = AnnotatorSpec(kind="replay", model=model, path="trec.jsonl")
-        project.panel.set_specs(project.panel.specs() + [spec])
-        project.panel.import_evidence_records(spec, records)
-    project.dataset.take_seeds_from_column(40)
-    return project
 
 
 @pytest.fixture
@@ -54,7 +43,7 @@ def molam_fits(monkeypatch):
 
 
 def test_project_is_composed_of_services_over_one_store(projects, trec):
-    project = _with_evidence(trec)
+    project = replayed_project(trec, "services")
     assert isinstance(project.dataset, DatasetService) and isinstance(project.panel, PanelService)
     assert isinstance(project.annotation, AnnotationService) and isinstance(project.loop, LoopService)
     assert isinstance(project.review, ReviewService)
@@ -69,7 +58,7 @@ def test_project_is_composed_of_services_over_one_store(projects, trec):
 
 
 def test_the_fit_is_current_only_for_the_seed_labels_it_was_fitted_on(projects, trec):
-    project = _with_evidence(trec)
+    project = replayed_project(trec, "services")
     annotation = project.annotation
     assert annotation.result() is None and not annotation.is_current() and not project.is_annotated()
     project.fit_annotator(LLM_ONLY, cv=False)
@@ -85,7 +74,7 @@ def test_the_fit_is_current_only_for_the_seed_labels_it_was_fitted_on(projects, 
 
 
 def test_the_loops_annotator_hands_out_the_stored_fit_by_text_id(projects, trec):
-    project = _with_evidence(trec)
+    project = replayed_project(trec, "services")
     project.fit_annotator(LLM_ONLY, cv=False)
     fitted = project.annotation.annotator_for_loop()
     assert isinstance(fitted, StoredFitAnnotator)
@@ -105,7 +94,7 @@ def test_the_loops_annotator_hands_out_the_stored_fit_by_text_id(projects, trec)
 
 
 def test_a_texts_molam_label_comes_from_the_fit_alone(projects, trec):
-    project = _with_evidence(trec)
+    project = replayed_project(trec, "services")
     project.fit_annotator(LLM_ONLY, cv=False)
     result = project.annotation.result()
     index = next(i for i in range(project.store.n_texts) if i not in project.store.seed_labels())
@@ -161,7 +150,7 @@ def test_the_loop_labels_with_the_one_molam_fit(projects, trec, molam_fits):
 
     settings = LoopConfig(batch_size=8, random_state=1, seed_cv_folds=0)
     # Never fitted: running the loop fits MoLAM first, once, in the annotation service.
-    project = _with_evidence(trec, name="never fitted")
+    project = replayed_project(trec, "never fitted")
     project.run_iterations(1, settings)
     assert len(molam_fits) == 1 and project.annotation.is_current() and project.fit_report() is not None
     project.run_iterations(1, settings)
@@ -170,7 +159,7 @@ def test_the_loop_labels_with_the_one_molam_fit(projects, trec, molam_fits):
 
     # Fitted on the MoLAM page: the loop does not fit again, and labels its queries with that fit.
     molam_fits.clear()
-    fitted = _with_evidence(trec, name="fitted")
+    fitted = replayed_project(trec, "fitted")
     fitted.fit_annotator(AnnotatorSettings(random_state=1), cv=False)
     assert len(molam_fits) == 1
     result = fitted.annotation.result()

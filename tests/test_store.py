@@ -100,7 +100,8 @@ def test_annotations_round_trip(store):
 def test_override_is_logged_and_becomes_a_human_label(store):
     store.put_annotations([AnnotationRow(2, 2, "molam", 1, 0.8, 2, (0,), None, True, 0.5)])
     record = store.add_override(2, 1)
-    assert (record.text_index, record.old_label, record.new_label, record.applied_iteration) == (2, 2, 1, None)
+    assert (record.text_index, record.kind, record.previous_label, record.label, record.applied_iteration) == (
+        2, "override", 2, 1, None)
     row = store.annotation(2)
     assert (row.label, row.source, row.weight, row.negatives) == (1, "override", 1.0, ())
     assert row.annotator_label == 2 and row.d_anno is True  # what MoLAM said stays for review
@@ -297,7 +298,7 @@ def test_a_disk_io_error_during_a_write_is_a_plain_store_error(store, tmp_path):
     store.set_seed_labels({0: 1})
     with pytest.raises(StoreError) as caught:
         with store.transaction() as conn:
-            conn.execute("DELETE FROM annotations")
+            conn.execute("DELETE FROM responses")
             raise sqlite3.OperationalError("disk I/O error")  # what sqlite3 raises when the device fails
     path = tmp_path / "p.mollia.sqlite"
     assert str(caught.value).startswith(f"The disk holding the project {path} could not be written (disk I/O error")
@@ -308,3 +309,126 @@ def test_a_disk_io_error_during_a_write_is_a_plain_store_error(store, tmp_path):
             conn.execute("DELETE FROM nowhere")
     store.set_seed_labels({1: 0})
     assert store.seed_labels() == {0: 1, 1: 0}
+
+
+#: Schema 1 as MoLLIA wrote it (the tables the migration reads), verbatim.
+_VERSION_1_SCHEMA = """
+CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE settings (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE texts (
+    idx INTEGER PRIMARY KEY,
+    text_id TEXT NOT NULL UNIQUE,
+    text TEXT NOT NULL,
+    gold INTEGER,
+    split TEXT NOT NULL DEFAULT 'pool' CHECK (split IN ('pool', 'validation', 'test')),
+    columns TEXT NOT NULL DEFAULT '{}'
+);
+CREATE TABLE annotations (
+    idx INTEGER PRIMARY KEY REFERENCES texts(idx) ON DELETE CASCADE,
+    label INTEGER NOT NULL,
+    source TEXT NOT NULL,
+    iteration INTEGER NOT NULL,
+    probability REAL,
+    annotator_label INTEGER,
+    negatives TEXT NOT NULL DEFAULT '[]',
+    proba TEXT,
+    d_anno INTEGER,
+    weight REAL NOT NULL DEFAULT 1.0,
+    created_at TEXT NOT NULL,
+    updated_at TEXT NOT NULL
+);
+CREATE TABLE iterations (
+    iteration INTEGER PRIMARY KEY,
+    status TEXT NOT NULL CHECK (status IN ('queried', 'labeled', 'trained')),
+    queried TEXT NOT NULL DEFAULT '[]',
+    lambda REAL,
+    metrics TEXT NOT NULL DEFAULT '{}',
+    timings TEXT NOT NULL DEFAULT '{}',
+    info TEXT NOT NULL DEFAULT '{}',
+    started_at TEXT NOT NULL,
+    updated_at TEXT NOT NULL
+);
+CREATE TABLE overrides (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    idx INTEGER NOT NULL REFERENCES texts(idx) ON DELETE CASCADE,
+    old_label INTEGER,
+    new_label INTEGER NOT NULL,
+    created_at TEXT NOT NULL,
+    applied_iteration INTEGER
+);
+CREATE INDEX annotations_iteration ON annotations(iteration);
+CREATE INDEX overrides_idx ON overrides(idx);
+"""
+
+
+def _version_1_file(path):
+    """A schema-1 project: seed 0; MoLAM labeled 1 and 2; a human overrode 2 (MoLAM said 'neg'), labeled
+    the unqueried text 3, and overrode the seed 4."""
+    t = "2026-01-01T00:00:00.000000+00:00"
+    with sqlite3.connect(path) as conn:
+        conn.executescript(_VERSION_1_SCHEMA)
+        conn.executemany("INSERT INTO meta VALUES (?, ?)", [("schema_version", "1"), ("created_at", f'"{t}"')])
+        conn.executemany("INSERT INTO settings VALUES (?, ?)", [("labels", '["neg", "pos", "neutral"]'),
+                                                                ("loop_annotator", '"molam"')])
+        conn.executemany("INSERT INTO texts(idx, text_id, text) VALUES (?, ?, ?)",
+                         [(i, f"t{i}", f"text {i}") for i in range(6)])
+        conn.executemany(
+            "INSERT INTO annotations VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [(0, 1, "seed", 0, None, None, "[]", None, None, 1.0, t, t),
+             (1, 2, "molam", 1, 0.7, 2, "[0]", "[0.1, 0.2, 0.7]", 1, 0.5, t, t),
+             (2, 1, "override", 1, 0.6, 0, "[]", "[0.6, 0.3, 0.1]", 0, 1.0, t, t),
+             (3, 0, "override", 1, None, None, "[]", None, None, 1.0, t, t),
+             (4, 2, "override", 0, None, None, "[]", None, None, 1.0, t, t)],
+        )
+        conn.executemany("INSERT INTO overrides(idx, old_label, new_label, created_at, applied_iteration) "
+                         "VALUES (?, ?, ?, ?, ?)", [(2, 0, 1, t, 2), (3, None, 0, t, None), (4, 1, 2, t, 2)])
+        conn.execute("INSERT INTO iterations VALUES (1, 'trained', '[1, 2]', 0.4, '{}', '{}', '{}', ?, ?)", (t, t))
+
+
+def test_a_version_1_file_is_migrated_on_open_keeping_every_label(tmp_path):
+    path = tmp_path / "v1.mollia.sqlite"
+    _version_1_file(path)
+    with ProjectStore.open(path) as store:
+        rows = {r.text_index: r for r in store.annotations()}
+        assert {i: (r.label, r.source) for i, r in rows.items()} == {
+            0: (1, "seed"), 1: (2, "molam"), 2: (1, "override"), 3: (0, "override"), 4: (2, "override")}
+        assert (rows[1].probability, rows[1].negatives, rows[1].proba, rows[1].d_anno, rows[1].weight) == (
+            0.7, (0,), (0.1, 0.2, 0.7), True, 0.5)
+        assert (rows[2].annotator_label, rows[2].probability, rows[2].d_anno, rows[2].is_human) == (0, 0.6, False, True)
+        assert rows[3].annotator_label is None and store.n_labeled == 5
+        assert store.seed_labels() == {0: 1} and store.human_labels() == {0: 1, 2: 1, 3: 0, 4: 2}
+        assert [(r.text_index, r.kind, r.label, r.previous_label, r.applied_iteration) for r in store.responses()] == [
+            (2, "override", 1, 0, 2), (3, "override", 0, None, None), (4, "override", 2, 1, 2)]
+        assert [r.text_index for r in store.responses(pending_only=True)] == [3]
+        assert store.iteration(1).queried == (1, 2)
+    with sqlite3.connect(path) as conn:
+        tables = {name for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        assert conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()[0] == str(SCHEMA_VERSION)
+    assert SCHEMA_VERSION == 2 and {"suggestions", "responses"} <= tables and not {"annotations", "overrides"} & tables
+    with ProjectStore.open(path) as store:  # opened again: nothing migrated twice
+        assert len(store.responses()) == 3 and store.seed_labels() == {0: 1}
+        store.undo_response(2)  # back to MoLAM's label, kept as its suggestion
+        store.undo_response(4)  # back to the seed
+        store.undo_response(3)  # out of L
+        assert {r.text_index: (r.label, r.source) for r in store.annotations()} == {
+            0: (1, "seed"), 1: (2, "molam"), 2: (0, "molam"), 4: (1, "seed")}
+
+
+def test_a_failed_migration_leaves_the_version_1_file_as_it_was(tmp_path, monkeypatch):
+    path = tmp_path / "v1.mollia.sqlite"
+    _version_1_file(path)
+    import mollia_core.store as store_module
+
+    def killed(conn):
+        conn.execute("DROP TABLE overrides")
+        raise RuntimeError("killed halfway")
+
+    monkeypatch.setattr(store_module, "_migrate_from_version_1", killed)
+    with pytest.raises(RuntimeError):
+        ProjectStore.open(path)
+    monkeypatch.undo()
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("SELECT COUNT(*) FROM overrides").fetchone()[0] == 3
+        assert conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()[0] == "1"
+    with ProjectStore.open(path) as store:
+        assert store.human_labels() == {0: 1, 2: 1, 3: 0, 4: 2}

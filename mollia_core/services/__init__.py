@@ -5,7 +5,8 @@ the project's ``ProjectStore`` (and the services it needs, passed explicitly):
 - :class:`PanelService` (``project.panel``): the LLM panel, its prompt and its evidence;
 - :class:`AnnotationService` (``project.annotation``): MoLAM's one fit per state of the seed labels;
 - :class:`LoopService` (``project.loop``): the AL loop, labeling with that fit;
-- :class:`ReviewService` (``project.review``): review and export view models.
+- :class:`ReviewService` (``project.review``): review and export view models;
+- :class:`ReviewQueueService` (``project.queue``): the texts to review, most likely wrong first.
 """
 
 from .annotation import AnnotationService, AnnotatorSettings, FitReport, StoredFitAnnotator
@@ -13,6 +14,7 @@ from .dataset import DatasetService
 from .errors import ProjectError
 from .loop import LoopService
 from .panel import AnnotatorSpec, PanelService, make_source
+from .queue import QueueRanking, ReviewQueueService
 from .review import ReviewService, TextEvidence
 
 __all__ = [
@@ -24,6 +26,8 @@ __all__ = [
     "LoopService",
     "PanelService",
     "ProjectError",
+    "QueueRanking",
+    "ReviewQueueService",
     "ReviewService",
     "StoredFitAnnotator",
     "TextEvidence",

@@ -1,10 +1,15 @@
 """The annotation model (MoLAM, DESIGN §1): one fit per state of the seed labels, its report and
 its honest accuracy estimates, and the fit handed to the AL loop as its annotator.
 
-MoLAM is fitted on the seed labels (the human labels given before the loop; the loop refuses seed
-changes once it has started, and later overrides train the AL model, not MoLAM). The fit, with
-the seed labels it was fitted on, is stored (``ProjectStore.put_annotation_result``); the loop
-labels its queries with that same fit (:meth:`AnnotationService.annotator_for_loop`).
+MoLAM is fitted on the human labels: the seeds (given before the loop; the loop refuses seed changes
+once it has started) and, with ``AnnotatorSettings.refit_on_reviews``, every accepted or overridden
+label of a reviewed text (``ProjectStore.human_labels``). Algorithm 1 fits MoLAM once, on the seeds;
+refitting on the reviews is our extension (issue 12): the loop refits it, without the cross-validated
+estimate, before it labels the next batch whenever the human labels changed. The fit, with the human
+labels it was fitted on, is stored (``ProjectStore.put_annotation_result``); the loop labels its
+queries with that same fit (:meth:`AnnotationService.annotator_for_loop`). The cross-validated
+estimates are always computed on the seeds alone: reviewed texts are the ones the queue picked as
+likely wrong, not a random sample, so they would bias an estimate.
 """
 
 from __future__ import annotations
@@ -23,6 +28,11 @@ from .errors import ProjectError
 from .panel import PanelService
 
 
+REFIT_ON_REVIEWS_DEFAULT = False
+_SEED_EXAMPLES = "annotation/seed_examples"
+_SEED_EXAMPLES_KEY = "seed_examples_key"
+
+
 @dataclass(frozen=True)
 class AnnotatorSettings:
     """MoLAM's settings (DESIGN §1): sigma = self-training threshold, delta = negative-label rule."""
@@ -31,6 +41,9 @@ class AnnotatorSettings:
     sigma: float = 0.9
     delta: float = 0.001
     random_state: int = 0
+    #: Refit MoLAM on seeds + reviewed labels before the loop labels the next batch (our extension of
+    #: Algorithm 1, issue 12; benchmarks/review_effort.py measured it).
+    refit_on_reviews: bool = REFIT_ON_REVIEWS_DEFAULT
 
 
 @dataclass
@@ -44,6 +57,21 @@ class FitReport:
     # annotation.AccuracyEstimates.to_dict(): intervals and plain-words warnings (None: fitted without cv)
     estimates: dict | None = None
     uses_text_member: bool = False
+    #: Reviewed texts (accepted or overridden) among the human labels the fit used.
+    n_reviewed: int = 0
+    #: Which seeds and settings ``cv_accuracy`` / ``estimates`` were computed for (:func:`_seed_key`).
+    seed_key: str = ""
+    #: annotation.LabeledAccuracy.to_dict() on the seeds (its calibration estimates the labeled set,
+    #: :meth:`AnnotationService.labeled_set_estimate`); None: fitted without cv or too few seeds.
+    labeled_accuracy: dict | None = None
+    #: [asdict(LLMValue)] from :func:`leave_one_llm_out` on the seeds (None: not computed).
+    llm_value: list | None = None
+
+    def labeled_accuracy_estimate(self):
+        """The stored :class:`~mollia_core.annotation.LabeledAccuracy`, or None."""
+        from ..annotation import LabeledAccuracy
+
+        return LabeledAccuracy.from_dict(self.labeled_accuracy) if self.labeled_accuracy else None
 
     def accuracy_estimates(self):
         """The stored :class:`~mollia_core.annotation.AccuracyEstimates`, or None."""
@@ -108,19 +136,33 @@ class AnnotationService:
             for j, name in enumerate(evidence.models)
         }
 
+    def fit_labels(self, settings: AnnotatorSettings | None = None) -> np.ndarray:
+        """y MoLAM is fitted on (label index per text, -1 for the rest): the seed labels, and with
+        ``refit_on_reviews`` (of ``settings``, default the last fit's) every reviewed text's human label."""
+        settings = settings or self.settings()
+        y = self.dataset.seed_vector()
+        if settings.refit_on_reviews:
+            for index, label in self.store.human_labels().items():
+                y[index] = label
+        return y
+
     def fit(self, settings: AnnotatorSettings | None = None, cv: bool = True) -> FitReport:
-        """Fit MoLAM on the seeds (self-training on the other texts), annotate every text and store it.
+        """Fit MoLAM on the human labels (:meth:`fit_labels`; self-training on the other texts),
+        annotate every text and store it.
 
         The text classifier trained on the seeds (``mollia_core.text_member``) joins the panel
         when the method reads it (the default; "molam-llm-only" / "molam-paper" do not).
         With ``cv``, also estimate accuracy honestly on the seeds by cross-validation
         (``annotation.estimate_accuracy``, 95 % intervals and warnings): MoLAM beside the majority
         class, the text member, each single LLM, majority vote and the mean of probabilities, all on
-        the same folds. With fewer than 5 seeds MoLAM is fitted and the report says that no
-        estimate is possible. Nothing is chosen on the validation split.
+        the same folds, over the seeds alone. With fewer than 5 seeds MoLAM is fitted and the report
+        says that no estimate is possible. Without ``cv`` (the loop's refit on reviewed labels) the
+        last report's estimates are kept while they are for the same seeds and settings.
+        Nothing is chosen on the validation split.
         """
         settings = settings or self.settings()
-        evidence, y = self.panel.require_evidence(), self.dataset.require_seeds()
+        evidence, seeds = self.panel.require_evidence(), self.dataset.require_seeds()
+        y = self.fit_labels(settings)
         from .. import annotation as ann
         from ..encoder import EncoderError
 
@@ -130,27 +172,41 @@ class AnnotationService:
             panel = text_member.add_to(evidence, y) if text_member is not None else evidence
             molam.fit(panel, y)
             result = molam.annotate(panel)
-            estimates = None
+            estimates = labeled_accuracy = llm_value = None  # llm_value: measure_llm_value
             if cv:
                 estimates = ann.estimate_accuracy(
-                    self._comparison_models(settings, panel), evidence, y,
+                    self._comparison_models(settings, panel), evidence, seeds,
                     random_state=settings.random_state, text_member=text_member,
                 )
+                if estimates.methods:
+                    labeled_accuracy = self._seed_calibration(settings, molam, evidence, seeds, text_member)
         except (ann.AnnotationError, EncoderError) as exc:
             raise ProjectError(str(exc)) from None
         vote = ann.MajorityVote().fit(evidence, y).annotate(evidence)
         mean = ann.MeanProbability().fit(evidence, y).annotate(evidence)
         cv_accuracy: dict[str, tuple[float, float]] = {}
+        estimates_dict = None
+        seed_key = self._seed_key(seeds, settings)
+        previous = None if cv else self.fit_report()
         if estimates is not None:
             cv_accuracy = {name: (e.accuracy, e.fold_std) for name, e in estimates.methods.items()}
+            estimates_dict = estimates.to_dict()
+        elif previous is not None and previous.seed_key == seed_key:
+            cv_accuracy, estimates_dict = previous.cv_accuracy, previous.estimates
+            labeled_accuracy, llm_value = previous.labeled_accuracy, previous.llm_value
         negative_mask = np.asarray(result.negative_mask, dtype=bool)
+        n_seeds = int((seeds >= 0).sum())
         report = FitReport(
             cv_accuracy=cv_accuracy,
-            n_seeds=int((y >= 0).sum()),
+            n_seeds=n_seeds,
             n_with_negatives=int(negative_mask.any(axis=1).sum()),
             fitted_at=_now(),
-            estimates=estimates.to_dict() if estimates is not None else None,
+            estimates=estimates_dict,
             uses_text_member=text_member is not None,
+            n_reviewed=int((y >= 0).sum()) - n_seeds,
+            seed_key=seed_key,
+            labeled_accuracy=labeled_accuracy,
+            llm_value=llm_value,
         )
         stored = AnnotationResult(
             labels=np.asarray(result.labels, dtype=int),
@@ -167,6 +223,82 @@ class AnnotationService:
             self.store.put_annotation_result(stored)
             self.store.update_settings({"annotator_settings": asdict(settings), "fit_report": asdict(report)})
         return report
+
+    def _seed_calibration(self, settings: AnnotatorSettings, fitted, evidence: PanelEvidence, seeds: np.ndarray,
+                          text_member) -> dict:
+        """MoLAM's calibration on the seeds' out-of-fold probabilities (``LabeledAccuracy.to_dict()``), on
+        the seeds alone: a random sample, unlike reviewed texts (the queue picks those as likely wrong)."""
+        from .. import annotation as ann
+
+        return ann.estimate_labeled_accuracy(
+            make_molam(settings), evidence, seeds, text_member=text_member, random_state=settings.random_state,
+            fitted=fitted,
+        ).to_dict()
+
+    def measure_llm_value(self) -> list[LLMValue]:
+        """Leave each LLM out (:func:`leave_one_llm_out`, on the seeds and the folds of the last fit with
+        cross-validation) and store the table with that fit's report. Its own action, not part of every
+        fit: it refits MoLAM once per fold and LLM (on 1,000 TREC texts and five LLMs, about 80 s against
+        about 35 s for the whole fit with its cross-validation)."""
+        report = self.fit_report()
+        settings = self.settings()
+        seeds = self.dataset.require_seeds()
+        if report is None or report.estimates is None or report.seed_key != self._seed_key(seeds, settings):
+            raise ProjectError("fit MoLAM with its cross-validation on the MoLAM page first: what each LLM adds "
+                               "is measured on the same seeds and folds")
+        from .. import annotation as ann
+        from ..encoder import EncoderError
+
+        molam = make_molam(settings)
+        try:
+            text_member = self._text_member(settings.random_state) if ann.reads_text_member(molam) else None
+            values = leave_one_llm_out(molam, self.panel.require_evidence(), seeds,
+                                       random_state=settings.random_state, text_member=text_member)
+        except (ann.AnnotationError, EncoderError) as exc:
+            raise ProjectError(str(exc)) from None
+        data = self.store.get_setting("fit_report")
+        self.store.set_setting("fit_report", {**data, "llm_value": [asdict(v) for v in values]})
+        return self.llm_value()
+
+    def labeled_set_estimate(self, scope: str = "labeled") -> LabeledSetEstimate | None:
+        """Estimated accuracy of the labeled set L (scope ``labeled``) or of every text MoLAM labels
+        (``all``: L, and MoLAM's current label elsewhere), overall, per source and per label, with 95 %
+        intervals (:func:`estimate_label_set`). Human labels count as right; each of MoLAM's labels in L
+        is estimated from the probabilities stored with it. Read from the last fit with cross-validation
+        (nothing is refitted); None before one, or with fewer than 5 seed labels."""
+        report = self.fit_report()
+        stored = report.labeled_accuracy_estimate() if report is not None else None
+        if stored is None or stored.calibration is None:
+            return None
+        rows = self.store.annotations()
+        fit = self.result()
+        n_labels = len(self.dataset.labels)
+        proba = np.zeros((len(rows), n_labels))
+        for i, row in enumerate(rows):
+            if not row.is_human:
+                proba[i] = row.proba if row.proba is not None else fit.proba[row.text_index]
+        given = [row.label for row in rows]
+        sources = [row.source for row in rows]
+        human = [row.is_human for row in rows]
+        if scope == "all" and fit is not None:
+            rest = np.setdiff1d(np.arange(self.store.n_texts), [row.text_index for row in rows])
+            proba = np.vstack([proba, fit.proba[rest]])
+            given += fit.labels[rest].tolist()
+            sources += ["molam"] * len(rest)
+            human += [False] * len(rest)
+        elif scope != "labeled":
+            raise ProjectError(f"unknown scope {scope!r}: use 'labeled' or 'all'")
+        if not rows and scope == "labeled":
+            return None
+        return estimate_label_set(stored.calibration, proba, np.array(given, dtype=int), sources, np.array(human),
+                                  self.dataset.labels, scope)
+
+    def llm_value(self) -> list[LLMValue]:
+        """What each LLM adds (:func:`leave_one_llm_out`, from the last fit with cross-validation) with its
+        measured seconds per text (``PanelService.seconds_per_text``); empty before such a fit."""
+        report = self.fit_report()
+        speeds = self.panel.seconds_per_text()
+        return [LLMValue(**v).with_speed(speeds.get(v["model"])) for v in (report.llm_value or [])] if report else []
 
     def _text_member(self, random_state: int):
         """The text member over this project's texts (featurised once per process and dataset)."""
@@ -205,13 +337,167 @@ class AnnotationService:
         return self.store.annotation_result()
 
     def is_current(self) -> bool:
-        """Whether the stored fit was fitted on the seed labels as they are now."""
+        """Whether the stored fit was fitted on the human labels it would be fitted on now
+        (:meth:`fit_labels`: the seeds, and the reviewed labels with ``refit_on_reviews``)."""
         result = self.result()
-        return result is not None and result.fit_y is not None and np.array_equal(result.fit_y, self.dataset.seed_vector())
+        return result is not None and result.fit_y is not None and np.array_equal(result.fit_y, self.fit_labels())
+
+    def _seed_key(self, seeds: np.ndarray, settings: AnnotatorSettings) -> str:
+        """What a computation on the seeds alone depends on: the seeds, MoLAM's settings (but for
+        ``refit_on_reviews``) and the panel's evidence."""
+        import hashlib
+        import json
+
+        described = {**asdict(settings), "refit_on_reviews": None, "models": self.panel.models(),
+                     "evidence_version": self.store.get_setting("evidence_version")}
+        return hashlib.sha256(np.asarray(seeds, dtype=np.int64).tobytes()
+                              + json.dumps(described, sort_keys=True, default=str).encode()).hexdigest()
+
+    def seed_examples(self):
+        """MoLAM's out-of-fold labels on the seeds (``review_queue.seed_examples``: wrong or right),
+        what the review queue learns its ranking from; computed once per state of the seeds, settings
+        and evidence, and stored. None without the panel's evidence or with too few seeds for folds."""
+        from .. import annotation as ann
+        from ..review_queue import SeedExamples, seed_examples
+
+        evidence, seeds = self.panel.evidence(), self.dataset.seed_vector()
+        if evidence is None or (seeds >= 0).sum() < ann.MIN_SEEDS_FOR_ESTIMATE:
+            return None
+        settings = self.settings()
+        key = self._seed_key(seeds, settings)
+        stored = self.store.get_array(_SEED_EXAMPLES) if self.store.get_setting(_SEED_EXAMPLES_KEY) == key else None
+        if stored is not None:
+            member = stored[:, 4:] if stored.shape[1] > 4 else None
+            return SeedExamples(stored[:, 0].astype(int), stored[:, 1].astype(int), stored[:, 2], member,
+                                stored[:, 3].astype(bool))
+        molam = make_molam(settings)
+        try:
+            text_member = self._text_member(settings.random_state) if ann.reads_text_member(molam) else None
+            examples = seed_examples(molam, evidence, seeds, text_member=text_member,
+                                     random_state=settings.random_state)
+        except ann.AnnotationError as exc:
+            raise ProjectError(str(exc)) from None
+        columns = [examples.index, examples.labels, examples.probability, examples.wrong]
+        table = np.column_stack(columns + ([examples.text_member_proba] if examples.text_member_proba is not None else []))
+        with self.store.transaction():
+            self.store.put_array(_SEED_EXAMPLES, table.astype(float))
+            self.store.set_setting(_SEED_EXAMPLES_KEY, key)
+        return examples
 
     def annotator_for_loop(self) -> StoredFitAnnotator:
-        """The loop's annotator: the stored fit, fitted first (without the CV estimate) if the seed
-        labels changed since the last fit or there was none."""
+        """The loop's annotator: the stored fit, fitted first (without the CV estimate) if the human
+        labels it is fitted on (:meth:`fit_labels`) changed since the last fit or there was none."""
         if not self.is_current():
             self.fit(cv=False)
         return StoredFitAnnotator(self.result(), self.dataset.text_ids)
+
+
+# ----------------------------------------------------------------------------------------------
+# How good is the labeled set, without gold; which LLMs earn their cost (issue 12)
+# ----------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LabeledSetEstimate:
+    """Estimated accuracy of a set of labels (the labeled set L, or every text), from human labels only.
+
+    Human labels (seeds, accepted and overridden texts) are counted as right; MoLAM's labels are
+    estimated by its probabilities, calibrated on ``n_human_labels`` seed labels
+    (:class:`~mollia_core.annotation.TemperatureCalibration`). ``overall``, ``per_source`` and
+    ``per_label`` are :class:`~mollia_core.annotation.AccuracyInterval` (95 % interval, ``n`` texts).
+    """
+
+    scope: str
+    overall: Any
+    per_source: dict[str, Any]
+    per_label: dict[str, Any]
+    n_human_labels: int
+    temperature: float
+
+    METHOD = ("MoLAM's probabilities recalibrated by one temperature fitted on the seed labels' out-of-fold "
+              "probabilities; human labels counted as right; 95 % bootstrap interval over the seed labels")
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "method": self.METHOD}
+
+
+def estimate_label_set(
+    calibration, proba: np.ndarray, given: np.ndarray, sources: Sequence[str], human: np.ndarray,
+    labels: Sequence[str], scope: str,
+) -> LabeledSetEstimate:
+    """:class:`LabeledSetEstimate` of the labels ``given`` (label index per text) from ``sources``:
+    rows where ``human`` are right; the others' accuracy is expected from their MoLAM ``proba`` (n, K)
+    by ``calibration``. Per source and per label, each over the texts of that source / label."""
+    from ..annotation import AccuracyInterval, with_human_labels
+
+    given, human, sources = np.asarray(given, dtype=int), np.asarray(human, dtype=bool), np.asarray(sources)
+    model = ~human
+    model_sources = sorted(set(sources[model].tolist()))
+    groups: dict[Any, np.ndarray] = {None: model}
+    groups.update({("source", s): model & (sources == s) for s in model_sources})
+    groups.update({("label", k): model & (given == k) for k in range(len(labels))})
+    # Only MoLAM's rows are estimated; human rows' proba (if any) is never read.
+    rows = np.flatnonzero(model)
+    estimated = calibration.expected_accuracy(np.asarray(proba)[rows], given[rows],
+                                              {key: g[rows] for key, g in groups.items()})
+    per_source = {s: AccuracyInterval(1.0, 1.0, 1.0, int((human & (sources == s)).sum()))
+                  for s in dict.fromkeys(sources[human].tolist())}
+    per_source.update({s: estimated[("source", s)] for s in model_sources})
+    per_label = {label: with_human_labels(estimated[("label", k)], int((human & (given == k)).sum()))
+                 for k, label in enumerate(labels) if (given == k).any()}
+    return LabeledSetEstimate(scope, with_human_labels(estimated[None], int(human.sum())), per_source, per_label,
+                              calibration.n_labels, calibration.temperature)
+
+
+#: An LLM "adds nothing" when MoLAM without it is at most this many standard errors (of the
+#: paired difference over the seeds) below the full panel.
+ADDS_NOTHING_WITHIN_SE = 1.0
+
+
+@dataclass(frozen=True)
+class LLMValue:
+    """What one LLM adds to MoLAM: cross-validated accuracy on the seeds of the full panel and of
+    the panel without this LLM (same folds, same seeds), the standard error of their paired
+    difference over the seeds, and the LLM's measured seconds per text (None: not measured)."""
+
+    model: str
+    full_accuracy: float
+    without_accuracy: float
+    difference_se: float
+    n_seeds: int
+    seconds_per_text: float | None = None
+
+    @property
+    def adds_nothing(self) -> bool:
+        """Its removal does not lower the CV accuracy by more than one standard error."""
+        return self.full_accuracy - self.without_accuracy <= ADDS_NOTHING_WITHIN_SE * self.difference_se
+
+    def with_speed(self, seconds_per_text: float | None) -> "LLMValue":
+        from dataclasses import replace
+
+        return replace(self, seconds_per_text=seconds_per_text)
+
+
+def leave_one_llm_out(
+    model, evidence: PanelEvidence, y: np.ndarray, *, n_splits: int = 5, random_state: int = 0, text_member=None,
+) -> list[LLMValue]:
+    """For each LLM of ``evidence``: ``model``'s cross-validated accuracy on the labels ``y`` without
+    that LLM, beside the full panel's, on the same folds (one :func:`~mollia_core.annotation.out_of_fold_predictions`
+    call: the text member, if any, is cross-fitted once per fold for all of them). A panel of one LLM
+    and no text member has nothing to fall back on: it gets no row."""
+    from .. import annotation as ann
+
+    llms = list(evidence.llm_models)
+    if len(llms) < 2 and text_member is None:
+        return []
+    models = {"": model} | {name: ann.WithoutMember(model, name) for name in llms}
+    labeled, predictions, _ = ann.out_of_fold_predictions(models, evidence, y, n_splits, random_state, text_member)
+    truth = np.asarray(y)[labeled]
+    full = (predictions[""] == truth).astype(float)
+    out = []
+    for name in llms:
+        without = (predictions[name] == truth).astype(float)
+        difference = full - without
+        se = float(difference.std(ddof=1) / np.sqrt(len(difference))) if len(difference) > 1 else 0.0
+        out.append(LLMValue(name, float(full.mean()), float(without.mean()), se, len(truth)))
+    return out

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import json
 import threading
-from typing import Any, Sequence
+import uuid
+from typing import Any, Callable, Hashable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -18,6 +19,10 @@ DEFAULT_SEED_COUNT = 50
 VALIDATION_FRACTION = 0.2
 MIN_GOLD_FOR_VALIDATION = 100
 MAX_VALIDATION = 1000
+#: Setting renewed whenever the texts are replaced: with the number of texts, the key of the
+#: in-memory copy of the table's columns (texts, ids, gold, splits), so that a page rerun or a seed
+#: label does not reread every row (200,000 rows take about a second to read).
+TEXTS_VERSION = "texts_version"
 
 
 class DatasetService:
@@ -26,6 +31,26 @@ class DatasetService:
     def __init__(self, store: ProjectStore, lock: threading.RLock) -> None:
         self.store = store
         self._lock = lock
+        self._columns_lock = threading.RLock()
+        self._columns_key: tuple | None = None
+        self._columns: dict[str, Any] = {}
+        self._readers: dict[Hashable, Callable[[], Any]] = {
+            "texts": store.texts, "text_ids": store.text_ids, "gold": store.gold, "splits": store.splits,
+            "index": lambda: {text_id: i for i, text_id in enumerate(self._column("text_ids"))},
+            "pool": lambda: np.flatnonzero(self._column("splits") == "pool"),
+            "split_counts": lambda: dict(zip(*np.unique(self._column("splits").astype(str), return_counts=True))),
+        }
+
+    def _column(self, name: Hashable) -> Any:
+        """One column of the table (or the id -> index map), read once per state of the texts; an
+        import by another process is seen too. Callers must not change what it returns."""
+        key = (self.store.n_texts, self.store.get_setting(TEXTS_VERSION))
+        with self._columns_lock:
+            if key != self._columns_key:
+                self._columns_key, self._columns = key, {}
+            if name not in self._columns:
+                self._columns[name] = self._readers[name]()
+            return self._columns[name]
 
     # ------------------------------------------------------------------ the table
     def set_dataset(
@@ -83,6 +108,7 @@ class DatasetService:
             )
             self.store.update_settings(
                 {
+                    TEXTS_VERSION: uuid.uuid4().hex,
                     "dataset": {
                         "text_column": text_column,
                         "id_column": id_column,
@@ -104,7 +130,9 @@ class DatasetService:
             raise ProjectError(
                 "this project already has evidence or labels for its data: create a new project for another table"
             )
-        self.store.clear_texts()
+        with self.store.transaction():
+            self.store.clear_texts()
+            self.store.set_setting(TEXTS_VERSION, uuid.uuid4().hex)
 
     def has_dataset(self) -> bool:
         return self.store.n_texts > 0
@@ -123,17 +151,21 @@ class DatasetService:
 
     @property
     def text_ids(self) -> list[str]:
-        return self.store.text_ids()
+        return list(self._column("text_ids"))
 
     @property
     def texts(self) -> list[str]:
-        return self.store.texts()
+        return list(self._column("texts"))
 
     def index_of(self, text_id: str) -> int:
-        index = {tid: i for i, tid in enumerate(self.text_ids)}
+        index = self._column("index")
         if text_id not in index:
             raise ProjectError(f"no text with id {text_id!r} in this project")
         return index[text_id]
+
+    def text_of(self, text_id: str) -> str:
+        """The text with id ``text_id``."""
+        return self._column("texts")[self.index_of(text_id)]
 
     def label_index(self, label: str) -> int:
         if label not in self.labels:
@@ -142,19 +174,19 @@ class DatasetService:
 
     def gold(self) -> np.ndarray:
         """Gold label index per text from the label column, -1 where there is none."""
-        return self.store.gold()
+        return self._column("gold").copy()
 
     def splits(self) -> np.ndarray:
-        return self.store.splits()
+        return self._column("splits").copy()
 
-    def original_frame(self) -> pd.DataFrame:
-        """The user's table as uploaded (column order kept)."""
-        return pd.DataFrame.from_records(self.store.original_columns(), columns=self.config["columns"])
+    def original_frame(self, rows: int | None = None) -> pd.DataFrame:
+        """The user's table as uploaded (column order kept); only its first ``rows`` rows if given."""
+        return pd.DataFrame.from_records(self.store.original_columns(limit=rows), columns=self.config["columns"])
 
     # ------------------------------------------------------------------ seeds
     def seeds(self) -> dict[str, str]:
         """Seed labels (human labels): text id -> label."""
-        ids, labels = self.text_ids, self.labels
+        ids, labels = self._column("text_ids"), self.labels
         return {ids[i]: labels[y] for i, y in self.store.seed_labels().items()}
 
     def seed_vector(self) -> np.ndarray:
@@ -210,20 +242,21 @@ class DatasetService:
 
     def seed_candidates(self, n: int = DEFAULT_SEED_COUNT, random_state: int = 0) -> list[str]:
         """``n`` pool text ids in a random order fixed by ``random_state``, for labeling seeds by hand."""
-        ids = self.text_ids
-        pool = np.flatnonzero(self.splits() == "pool")
-        order = np.random.default_rng(random_state).permutation(pool)[:n]
-        return [ids[i] for i in order]
+        key = ("candidates", n, random_state)
+        if key not in self._readers:
+            self._readers[key] = lambda: np.random.default_rng(random_state).permutation(self._column("pool"))[:n]
+        ids = self._column("text_ids")
+        return [ids[i] for i in self._column(key)]
 
     def summary(self) -> dict[str, Any]:
         """Counts the sidebar and pages show."""
         if not self.has_dataset():
             return {"texts": 0}
-        splits = self.splits()
+        split_counts = self._column("split_counts")
         return {
             "texts": self.store.n_texts,
-            "pool": int((splits == "pool").sum()),
-            "validation": int((splits == "validation").sum()),
+            "pool": int(split_counts.get("pool", 0)),
+            "validation": int(split_counts.get("validation", 0)),
             "labels": len(self.labels),
             "seeds": len(self.store.seed_labels()),
             "labeled": self.store.n_labeled,

@@ -81,8 +81,8 @@ class LoopService:
 
     def active_loop(self, settings: LoopConfig | None = None):
         """The AL loop over this project's store (resuming from it), labeling with the loop's annotator;
-        rebuilt when the settings or the annotator (MoLAM's fit) change, kept otherwise (so the AL model
-        is not re-trained between runs)."""
+        rebuilt when the settings or the annotator (MoLAM's fit, refitted here when the human labels it
+        is fitted on changed) change, kept otherwise (so the AL model is not re-trained between runs)."""
         from ..loop import ActiveLearningLoop
 
         settings = settings or self.loop_settings()
@@ -97,6 +97,11 @@ class LoopService:
         if self._loop_cache is None or self._loop_cache[0] != key:
             loop = ActiveLearningLoop.resume(self.store, annotator, settings, annotator_name=name,
                                              fit_annotator=not isinstance(annotator, StoredFitAnnotator))
+            if self._loop_cache is not None and self._loop_cache[0][0] == key[0]:
+                # Only the annotator changed (MoLAM refitted on reviewed labels): the AL model trained so
+                # far depends on the stored training sets alone, so it is kept rather than re-trained.
+                previous = self._loop_cache[1]
+                loop.learner, loop._learner_iteration = previous.learner, previous._learner_iteration
             self._loop_cache = (key, loop)
         return self._loop_cache[1]
 
@@ -109,7 +114,9 @@ class LoopService:
     ) -> list:
         """Run ``n`` more AL iterations (the first call also trains on the seeds: iteration 0).
 
-        MoLAM is fitted first where it has not been fitted on the seed labels as they are now.
+        One iteration at a time: before each, MoLAM is fitted again (without the CV estimate) where
+        it has not been fitted on the human labels as they are now (``AnnotationService.fit_labels``:
+        with ``refit_on_reviews``, reviews made while the loop runs reach the next batch's labels).
         Every step (query, label, train) is committed when it ends; ``progress(StepResult)``
         reports each one; ``cancel`` stops between steps. Returns the stored iterations.
         """
@@ -124,8 +131,15 @@ class LoopService:
 
         with self._lock:
             try:
-                loop = self.active_loop(settings)
-                return loop.run(n, progress=progress, cancel=cancel)
+                records = self.store.iterations()
+                for _ in range(n):
+                    if cancel is not None and cancel.is_set():
+                        break
+                    before = self.store.last_iteration()
+                    records = self.active_loop(settings).run(1, progress=progress, cancel=cancel)
+                    if self.store.last_iteration() == before:  # nothing left to do (the pool is empty)
+                        break
+                return records
             except (LoopError, StoreError, LearnerError, QueryError, EncoderError) as exc:
                 self._loop_cache = None  # a bad setting must not stick to the cached loop
                 raise ProjectError(str(exc)) from None

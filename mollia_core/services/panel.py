@@ -6,7 +6,7 @@ import threading
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -193,20 +193,28 @@ class PanelService:
         progress: Callable[[str, Progress], None] | None = None,
         cancel: threading.Event | None = None,
         chunk_size: int = 64,
+        seconds_per_text: Mapping[str, float] | None = None,
     ) -> dict[str, int]:
         """Ask each source for the texts its model has not answered yet, and store the records.
 
         Texts go in chunks of ``chunk_size`` and each chunk is committed as soon as it is
         done, so a cancel (``Cancelled`` propagates) or a crash loses at most one chunk
         (and the source's own cache keeps even that). ``progress(model, Progress)`` reports
-        over the whole run of a model. Returns the number of new records per model.
+        over the whole run of a model: a ``plan.PanelProgress``, whose rate and ETA are measured after
+        the model's first batch and whose ``panel_eta_s`` is the whole panel's (rates known before the
+        run: ``seconds_per_text``, else this project's earlier runs). Returns the new records per model.
         """
+        from ..plan import PanelEta, panel_progress
+
         labels, texts = list(self.dataset.labels), self.dataset.texts
         ids = self.dataset.text_ids
         added: dict[str, int] = {}
+        todos = {spec.display_name: self.missing_evidence(spec.display_name) for spec, _ in sources}
+        eta = PanelEta({model: len(todo) for model, todo in todos.items()},
+                       {**self.seconds_per_text(), **(seconds_per_text or {})})
         for spec, source in sources:
             model = spec.display_name
-            todo = self.missing_evidence(model)
+            todo = todos[model]
             added[model] = 0
             started = time.monotonic()
             for begin in range(0, len(todo), chunk_size):
@@ -215,17 +223,31 @@ class PanelService:
 
                 def report(p: Progress, offset: int = offset) -> None:
                     if progress is not None:
-                        progress(model, Progress(offset + p.done, len(todo), time.monotonic() - started))
+                        progress(model, panel_progress(eta, model, offset + p.done, len(todo), time.monotonic() - started))
 
+                chunk_started = time.monotonic()
                 records = source.evidence(
                     [texts[i] for i in chunk], labels, text_ids=[ids[i] for i in chunk], progress=report, cancel=cancel
                 )
+                self._add_evidence_time(model, time.monotonic() - chunk_started, len(records))
                 if len(records) != len(chunk):
                     raise ProjectError(f"{model} returned {len(records)} records for {len(chunk)} texts")
                 self._put_records(model, spec, chunk, records)
                 added[model] += len(records)
                 report(Progress(len(chunk), len(chunk), 0.0))
         return added
+
+    def _add_evidence_time(self, model: str, seconds: float, n_texts: int) -> None:
+        timing = self.store.get_setting("evidence_seconds", {})
+        spent = timing.get(model, {"seconds": 0.0, "texts": 0})
+        timing[model] = {"seconds": spent["seconds"] + seconds, "texts": spent["texts"] + n_texts}
+        self.store.set_setting("evidence_seconds", timing)
+
+    def seconds_per_text(self) -> dict[str, float]:
+        """Measured wall seconds per text of each model that collected evidence in this project
+        (over every run, answers from the evidence cache included); a model not timed is absent."""
+        timing = self.store.get_setting("evidence_seconds", {})
+        return {model: t["seconds"] / t["texts"] for model, t in timing.items() if t["texts"]}
 
     def _put_records(self, model: str, spec: AnnotatorSpec, indices: Sequence[int], records: Sequence[EvidenceRecord]) -> None:
         renamed = [[_in_label_order(replace(r, model=model), self.dataset.labels)] for r in records]

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from ..export import EXPORT_COLUMNS, normalize_export_frame, original_column_name
-from ..store import ProjectStore
+from ..store import ProjectStore, StoreError
 from .annotation import AnnotationService
 from .dataset import DatasetService
 from .errors import ProjectError
@@ -45,6 +45,9 @@ class TextEvidence:
     source: str | None
     iteration: int | None
     overrides: list[dict] = field(default_factory=list)
+    # The AL model's prediction of the latest trained iteration, beside MoLAM's label (None before any training).
+    al_label: str | None = None
+    al_probability: float | None = None
 
 
 class ReviewService:
@@ -143,6 +146,11 @@ class ReviewService:
              "to": labels[o.new_label], "used_from_iteration": o.applied_iteration}
             for o in self.store.overrides() if o.text_index == index
         ]
+        predictions = self.store.latest_predictions()
+        al_label = al_probability = None
+        if predictions is not None:
+            al_label = labels[int(predictions.labels[index])]
+            al_probability = float(predictions.proba[index, int(predictions.labels[index])])
         return TextEvidence(
             text_id=text_id,
             text=self.dataset.texts[index],
@@ -162,12 +170,47 @@ class ReviewService:
             source=annotation.source if annotation is not None else None,
             iteration=annotation.iteration if annotation is not None else None,
             overrides=overrides,
+            al_label=al_label,
+            al_probability=al_probability,
         )
 
     def override(self, text_id: str, label: str) -> None:
         """A human sets a text's label: stored with its time, shown as human-labeled (source
         ``override``), used by every training from the next one on."""
-        self.store.add_override(self.dataset.index_of(text_id), self.dataset.label_index(label))
+        index, label_index = self.dataset.index_of(text_id), self.dataset.label_index(label)
+        try:
+            self.store.add_override(index, label_index)
+        except StoreError as exc:
+            raise ProjectError(str(exc)) from None
+
+    def accept(self, text_id: str) -> None:
+        """A human accepts the model's suggestion for a text of L: it becomes a human label (source
+        ``accept``), used by every training from the next one on."""
+        index = self.dataset.index_of(text_id)
+        try:
+            self.store.accept(index)
+        except StoreError as exc:
+            raise ProjectError(f"{text_id!r}: {exc}") from None
+
+    def accept_many(self, text_ids: Sequence[str]) -> int:
+        """Accept the model's suggestion for every listed text that has one and no human label yet
+        (seeds and reviewed texts are left as they are), in one commit; returns how many were accepted."""
+        indices = [self.dataset.index_of(text_id) for text_id in text_ids]
+        with self.store.transaction():
+            current = {a.text_index: a for a in self.store.annotations()}
+            acceptable = [i for i in dict.fromkeys(indices)
+                          if i in current and not current[i].is_human and current[i].annotator_label is not None]
+            for index in acceptable:
+                self.store.accept(index)
+        return len(acceptable)
+
+    def undo(self, text_id: str) -> bool:
+        """Withdraw the text's latest accept or override: it goes back to the model's suggestion (or
+        leaves L if a human review alone put it there). Returns True; nothing to undo (no review, or a
+        seed label: change seeds on the Data page) is a :class:`ProjectError`."""
+        if self.store.undo_response(self.dataset.index_of(text_id)) is None:
+            raise ProjectError(f"{text_id!r} has no accept or override to undo")
+        return True
 
     def annotation_frame(self) -> pd.DataFrame:
         """MoLAM's annotation of every text: text_id, label, probability, negatives (list), vote and mean label."""
