@@ -203,7 +203,7 @@ def job_sidebar(project: Project) -> None:
         st.text(
             f"{counts['texts']} texts · {counts['seeds']} seeds\n"
             f"{counts['evidence_models']} LLMs with evidence · MoLAM {'fitted' if project.is_annotated() else 'not fitted'}\n"
-            f"{max(counts['iterations'] - 1, 0)} iterations · {counts['labeled']} labeled · {counts['overrides']} overrides"
+            f"{max(counts['iterations'] - 1, 0)} iterations · {counts['labeled']} labeled · {counts['reviewed']} reviewed"
         )
         now = jobs.status(project.path)
         if now is not None and now.running:

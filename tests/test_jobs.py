@@ -43,6 +43,7 @@ def _elsewhere(project: Project, age_s: float) -> jobs.JobState:
     return state
 
 
+@pytest.mark.slow  # real MoLAM fits (XGBoost) in the worker
 def test_a_fit_job_runs_in_the_worker_one_job_per_project(projects, trec):
     project = replayed_project(trec, "jobs")
     started = jobs.start(project.path, "fit", settings=LLM_ONLY)
@@ -93,6 +94,7 @@ def test_a_stored_cancel_reaches_the_worker(projects, trec):
         jobs.resume(project.path)
 
 
+@pytest.mark.slow  # real MoLAM fits (XGBoost) in the worker
 def test_a_live_job_elsewhere_blocks_a_stale_one_is_interrupted_and_resumes(projects, trec):
     project = replayed_project(trec, "jobs")
     live = _elsewhere(project, age_s=2)

@@ -117,6 +117,7 @@ def fitted_project(trec, tmp_path):
     project.store.close()
 
 
+@pytest.mark.slow  # MoLAM fitted with its cross-validation, then each LLM left out
 def test_the_fit_stores_the_estimate_and_the_llm_value(fitted_project):
     project, report = fitted_project
     assert report.labeled_accuracy is not None and len(report.llm_value) == 3
@@ -133,6 +134,7 @@ def test_the_fit_stores_the_estimate_and_the_llm_value(fitted_project):
     assert everything.overall.low <= everything.overall.accuracy <= everything.overall.high < 1.0
 
 
+@pytest.mark.slow  # MoLAM fitted with its cross-validation, then each LLM left out
 def test_what_each_llm_adds_is_measured_on_the_folds_of_a_cross_validated_fit_only(trec, tmp_path):
     project = replayed_project(trec, "value-order", root=tmp_path)
     with pytest.raises(ProjectError, match="fit MoLAM with its cross-validation"):
@@ -149,6 +151,7 @@ def test_what_each_llm_adds_is_measured_on_the_folds_of_a_cross_validated_fit_on
     assert project.annotation.llm_value() == values and project.fit_report().estimates == fitted.estimates
 
 
+@pytest.mark.slow  # MoLAM fitted with its cross-validation, then each LLM left out
 def test_the_estimate_uses_no_gold(fitted_project, trec):
     project, _ = fitted_project
     before = project.annotation.labeled_set_estimate("all")
@@ -160,6 +163,7 @@ def test_the_estimate_uses_no_gold(fitted_project, trec):
     assert project.annotation.labeled_set_estimate("all") == before
 
 
+@pytest.mark.slow  # MoLAM fitted with its cross-validation, then each LLM left out
 def test_the_export_metadata_carries_the_estimate(fitted_project, tmp_path):
     project, report = fitted_project
     frame = project.export_frame("all")
@@ -196,21 +200,23 @@ def dashboard_project(projects, trec):
     project.panel.run_evidence([(spec, ReplaySource(records)) for spec, records in zip(specs, evidence.values())])
     project.take_seeds_from_column(40)
     project.fit_annotator()
-    project.annotation.measure_llm_value()
     return project
 
 
+@pytest.mark.slow  # MoLAM fitted with its cross-validation, then each LLM left out
 def test_seconds_per_text_are_measured_while_collecting_evidence(dashboard_project):
     speeds = dashboard_project.panel.seconds_per_text()
     assert set(speeds) == set(dashboard_project.panel_models())
     assert all(0 < s < 1 for s in speeds.values())
     assert dashboard_project.store.get_setting("evidence_seconds")[dashboard_project.panel_models()[0]]["texts"] == 150
+    dashboard_project.annotation.measure_llm_value()
     assert [v.seconds_per_text for v in dashboard_project.annotation.llm_value()] == [
         speeds[m] for m in dashboard_project.panel_models()]
 
 
+@pytest.mark.slow  # MoLAM fitted with its cross-validation, then each LLM left out
 def test_pages_show_the_reliability_plot_the_llm_value_table_and_the_estimate(dashboard_project):
-    from app_helpers import app, assert_no_exception
+    from app_helpers import app, assert_no_exception, finish_job
 
     at = app("value", "pages/3_molam.py")
     assert_no_exception(at)
@@ -218,6 +224,10 @@ def test_pages_show_the_reliability_plot_the_llm_value_table_and_the_estimate(da
     assert any("MoLAM's probability (out-of-fold)" in spec and "observed accuracy" in spec for spec in specs)
     assert any("Reliability on the seeds" in h.value for h in at.subheader)
     at = app("value", "pages/2_annotators.py")
+    assert_no_exception(at)
+    assert not any("MoLAM without it" in d.value.columns for d in at.dataframe)  # not measured by the fit
+    measure = next(b for b in at.button if b.label == "Measure what each LLM adds")
+    at = finish_job(measure.click().run())
     assert_no_exception(at)
     table = next(d.value for d in at.dataframe if "MoLAM without it" in d.value.columns)
     assert list(table["LLM"]) == dashboard_project.panel_models()

@@ -263,4 +263,6 @@ class DatasetService:
             "evidence_models": len(self.store.evidence_models()),
             "iterations": len(self.store.iterations()),
             "overrides": len(self.store.overrides()),
+            # Texts whose current label a reviewer gave (accepted or overridden), each counted once.
+            "reviewed": len(self.store.human_labels()) - len(self.store.seed_labels()),
         }

@@ -46,7 +46,7 @@ class QueueRanking:
     @property
     def message(self) -> str:
         examples = (f"{self.n_seed_examples} seed labels (MoLAM's cross-validated labels on them) and "
-                    f"{self.n_reviewed_examples} reviewed texts, {self.n_wrong} of them wrong")
+                    f"{self.n_reviewed_examples} reviewed texts; MoLAM was wrong on {self.n_wrong} of all these")
         if self.learned:
             return f"Ordered by the chance of a wrong label, learned from {examples}."
         return (f"Ordered by 1 - MoLAM's probability: too few wrong labels among the human-checked ones to learn "
