@@ -21,7 +21,6 @@ from mollia_core.display import WORD_JOINER
 
 REPO = Path(__file__).resolve().parent.parent
 LOOPBACK = "127.0.0.1"
-N_TEXTS, BATCH, SEEDS = 300, 20, 50
 LONG = 240_000  # ms: fitting, the encoder's first load and training on a busy 2-core machine
 # Background networking, component updates and sync are the browser's own traffic, not the page's.
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",

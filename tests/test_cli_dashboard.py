@@ -84,7 +84,9 @@ def test_a_cli_run_opens_on_every_dashboard_page_with_its_iterations(tmp_path, p
     assert any("iterations done: **2**" in m.value for m in loop_page.markdown)
     assert next(n for n in loop_page.number_input if n.label.startswith("Batch")).value == 10
     assert any("**200** texts" in m.value for m in shown["pages/1_data.py"].markdown)
-    assert len(shown["pages/5_review.py"].dataframe[0].value) == 30 + 2 * 10
+    # The Review page opens on its queue: the 2 x 10 MoLAM-labeled texts, the default budget of 10 at a time.
+    review = shown["pages/5_review.py"]
+    assert review.get("progress")[0].proto.text.startswith("Text 1 of 10 ")
     export = shown["pages/6_export.py"]
     assert any("**50** texts" in m.value for m in export.markdown)
 

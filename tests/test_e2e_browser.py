@@ -26,12 +26,14 @@ from mollia_core.export import import_labeled
 from mollia_core.project import Project
 from project_helpers import INJECTIONS, REMOTE, trec_frame, trec_records, write_trec_files
 from browser_helpers import (
-    LONG, choose, go, projects_dir, read, run_recorded, screenshots_dir, set_number, settle, shot, show_all_labeled_texts, wait_for, wait_for_charts,
+    LONG, choose, go, projects_dir, read, run_recorded, screenshots_dir, set_number, settle, shot, show_all_labeled_texts,
+    wait_for, wait_for_charts,
 )
 from browser_helpers import browser, recorded, server  # noqa: F401 (fixtures)
 
 pytestmark = pytest.mark.e2e
 
+N_TEXTS, BATCH, SEEDS = 300, 20, 50
 INJECTED_LABEL_COLUMN = f"category ![c](http://{REMOTE}/c.png) **col**"
 INJECTED_MODELS = {"gemma": f'<a href="http://{REMOTE}/m">gemma</a>', "llama": "**llama** :red[y]",
                    "mistral": f"![m](http://{REMOTE}/m.png) mistral"}
