@@ -111,7 +111,7 @@ def fitted_project(trec, tmp_path):
     project.set_dataset(trec_frame(trec, 150), "question", id_column="qid", label_column="category")
     project.take_seeds_from_column(40)
     project.import_evidence_file(evidence_file)
-    report = project.fit_annotator()
+    project.fit_annotator()
     project.annotation.measure_llm_value()
     yield project, project.fit_report()
     project.store.close()
