@@ -58,7 +58,8 @@ def _override(project, text_id: str, label: str) -> bool:
 def _evidence(info) -> None:
     """What each LLM said about one text, as in the paper's Fig. 12."""
     if not info.models:
-        st.caption("No LLM evidence for this text.")
+        st.caption("No evidence from every LLM for this text yet: with label as you go, the LLMs answer a text "
+                   "when it is a seed, in the self-training sample, or queried by the loop.")
         return
     st.subheader("What each LLM said")
     figure = make_subplots(rows=1, cols=2, subplot_titles=("probability of each label (z)",

@@ -12,7 +12,8 @@ own Project API, runs the loop to the planned number of iterations -- a run that
 on where it stopped -- and writes ``results.json`` and ``learning_curve.png`` there; the project file
 opens in the dashboard. ``run --project`` continues an existing project (one made by ``run --config``
 or in the dashboard) with its stored settings. ``plan --config`` times each LLM of the config's
-``[panel]`` on the first seed texts and prints what the seed texts and the whole pool would cost.
+``[panel]`` on the first seed texts and prints what labeling as you go, the self-training sample and the whole
+pool would cost.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ import time
 from pathlib import Path
 from typing import Sequence
 
-from .config import PROJECT_FILE, ConfigError, build_project, load_config, prepare_project, run_project
+from .config import PROJECT_FILE, ConfigError, build_project, load_config, panel_answerer, prepare_project, run_project
 from .loop import LoopError, StepResult
 from .plan import DEFAULT_TIMED_TEXTS
 from .store import PROJECT_SUFFIX, StoreError
@@ -60,7 +61,7 @@ def run_command(args: argparse.Namespace) -> int:
             config.output_dir = str(Path(args.output).resolve())
         output = config.output_path
         output.mkdir(parents=True, exist_ok=True)
-        path, settings = output / PROJECT_FILE, config.loop
+        path, settings, api_key_env = output / PROJECT_FILE, config.loop, config.api_key_env
         if args.fresh:
             for suffix in ("", "-wal", "-shm"):
                 Path(f"{path}{suffix}").unlink(missing_ok=True)
@@ -71,12 +72,13 @@ def run_command(args: argparse.Namespace) -> int:
         path = _project_file(args.project)
         output = Path(args.output).resolve() if args.output else _default_output(path)
         output.mkdir(parents=True, exist_ok=True)
-        project, settings = _open_project(path), None
+        project, settings, api_key_env = _open_project(path), None, {}
     try:
         iterations = project.iterations()
         if iterations:
             print(f"resuming {path} at iteration {iterations[-1].iteration} ({iterations[-1].status})", flush=True)
-        results = run_project(project, args.iterations, settings, progress=_print_step)
+        answer = panel_answerer(project, api_key_env, say=lambda line: print(line, flush=True))
+        results = run_project(project, args.iterations, settings, progress=_print_step, answer=answer)
         results.update(_panel_cost(project))
     finally:
         project.store.close()
@@ -135,7 +137,9 @@ def plan_command(args: argparse.Namespace) -> int:
     for choice in choices:
         counts = ", ".join(f"{model} {n}" for model, n in choice.texts_per_model.items())
         print(f"{choice.name}: expected {format_seconds(choice.expected_s)}; texts each LLM answers: {counts}")
-    print("label as you go (only the texts the loop needs): not available yet")
+    chosen = "label as you go" if config.evidence == "on-demand" else "whole pool"
+    print(f"this config runs {chosen!r} (evidence = {config.evidence!r}); label as you go counts "
+          f"batch_size x planned_iterations queried texts, answered as the loop queries them")
     summary = {"seconds_per_text": {r.model: r.seconds_per_text for r in rates},
                "warmup_s": {r.model: r.warmup_s for r in rates},
                "choices": {c.name: {"expected_s": c.expected_s, "texts_per_model": c.texts_per_model} for c in choices}}
@@ -294,7 +298,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.set_defaults(handler=run_command)
     plan = commands.add_parser(
-        "plan", help="time each LLM of a config's [panel] and print what the seed texts and the whole pool cost",
+        "plan", help="time each LLM of a config's [panel] and print what label as you go, the sample and the whole pool cost",
         description="Times each LLM of the config's [panel] on this machine (a warm-up text, then the first "
         "seed texts) and prints, for the seed texts only and for the whole pool, the expected wall time and how "
         "many texts each LLM answers (texts already in the evidence cache cost nothing). Nothing is kept; the "

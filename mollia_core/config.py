@@ -20,7 +20,9 @@ A config file has four tables (every key optional except a dataset source)::
     #                            # it may be the label column itself, with test_size = validation_size = 0
 
     annotator = "molam"          # molam | mol | molam-paper | gold | vote | mean | best_llm | llm:<model>[:votes]
-    evidence = "full"            # every LLM of [panel] answers every text (on demand is not built yet)
+    evidence = "on-demand"       # the LLMs answer the seed texts, a self-training sample and each
+                                 # iteration's queried texts, as the loop needs them; "full": every text first
+    self_training_sample = 200   # pool texts answered up front for MoLAM's self-training ("all": the pool)
 
     [panel]                      # live LLMs, instead of stored evidence: the names the dashboard shows
     models = ["smollm2-135m", "hf:HuggingFaceTB/SmolLM2-360M-Instruct",
@@ -34,9 +36,11 @@ Relative paths are read relative to the config file. The project is built as the
 Annotators pages build one: ``Project.set_dataset`` (with the config's test and validation splits),
 the evidence imported as replayed evidence (each LLM joins the panel as ``replay:<model>``), the
 seeds (``take_seeds_from_column``, or the seed column's labels), and the loop's annotator
-(``project.loop.set_annotator``). With a ``[panel]``, its LLMs answer every text first
-(``PanelService.run_evidence``, one model in memory at a time, through the evidence cache); a run
-killed meanwhile resumes with the texts not answered yet. ``best_llm`` is the single LLM (its probabilities or its votes)
+(``project.loop.set_annotator``). With a ``[panel]``, its LLMs answer what the project needs before
+the loop (:func:`collect_evidence`: the seed texts and the self-training sample on demand, every text with
+``evidence = "full"``), then each iteration's queried texts as its answer step
+(:func:`panel_answerer`), one model answering at a time, through the evidence cache; a run killed
+meanwhile resumes with the texts not answered yet. ``best_llm`` is the single LLM (its probabilities or its votes)
 most accurate on the seed labels only; it is resolved once, to ``llm:<model>:<probs|votes>``.
 """
 
@@ -55,14 +59,13 @@ from .annotation import is_meta_learner
 from .evidence.record import PanelEvidence
 from .loop import ActiveLearningLoop, LoopConfig, LoopError, StepResult
 from .project import AnnotatorSettings, AnnotatorSpec, Project, ProjectError
+from .services.panel import DEFAULT_EVIDENCE_MODE, DEFAULT_SELF_TRAINING_SAMPLE, EVIDENCE_MODES
 from .store import PROJECT_SUFFIX
 
 PROJECT_NAME = "project"
 PROJECT_FILE = PROJECT_NAME + PROJECT_SUFFIX
 _BUILT = "run_built"  # texts, panel and seeds stored; the live panel's evidence and the annotator may be to do
 _PREPARED = "run_prepared"
-#: Values of the top-level ``evidence`` key that run ("on-demand" is refused until it is built).
-EVIDENCE_MODES = ("full",)
 
 
 class ConfigError(Exception):
@@ -101,7 +104,9 @@ class RunConfig:
     base_dir: Path = field(default_factory=Path.cwd)
     panel: list[AnnotatorSpec] = field(default_factory=list)
     api_key_env: dict[str, str] = field(default_factory=dict)  # panel member -> environment variable of its key
-    evidence: str = "full"
+    evidence: str = DEFAULT_EVIDENCE_MODE
+    #: Pool texts the panel answers up front on demand, for MoLAM's self-training (None: the whole pool).
+    self_training_sample: int | None = DEFAULT_SELF_TRAINING_SAMPLE
 
     @property
     def output_path(self) -> Path:
@@ -117,6 +122,7 @@ class RunConfig:
             "seeds": {f.name: getattr(self.seeds, f.name) for f in fields(SeedConfig)},
             "annotator": self.annotator,
             "evidence": self.evidence,
+            "self_training_sample": self.self_training_sample,
             "panel": [asdict(spec) for spec in self.panel],
             "loop": self.loop.to_dict(),
             "output_dir": str(self.output_path),
@@ -182,7 +188,7 @@ def _parse_panel(values: Any) -> tuple[list[AnnotatorSpec], dict[str, str]]:
 
 def parse_config(values: Mapping[str, Any], base_dir: str | Path | None = None) -> RunConfig:
     """Validate a config mapping (as read from JSON / TOML)."""
-    known = {"dataset", "seeds", "annotator", "loop", "output_dir", "panel", "evidence"}
+    known = {"dataset", "seeds", "annotator", "loop", "output_dir", "panel", "evidence", "self_training_sample"}
     unknown = sorted(set(values) - known)
     if unknown:
         raise ConfigError(f"unknown top-level key(s) {unknown}; known: {sorted(known)}")
@@ -194,12 +200,15 @@ def parse_config(values: Mapping[str, Any], base_dir: str | Path | None = None) 
     annotator = values.get("annotator", "molam")
     if not isinstance(annotator, str) or not annotator:
         raise ConfigError(f"annotator must be a name such as \"molam\", got {annotator!r}")
-    evidence = values.get("evidence", "full")
-    if evidence == "on-demand":
-        raise ConfigError('evidence = "on-demand" (the LLMs answering only the texts the loop needs) is not '
-                          'built yet: use evidence = "full" (every LLM of [panel] answers every text)')
+    evidence = values.get("evidence", DEFAULT_EVIDENCE_MODE)
     if evidence not in EVIDENCE_MODES:
-        raise ConfigError(f'evidence must be "full", got {evidence!r}')
+        raise ConfigError(f'evidence must be "on-demand" (the LLMs answer the seed texts, a self-training sample '
+                          f'and what the loop queries) or "full" (every text first), got {evidence!r}')
+    sample = values.get("self_training_sample", DEFAULT_SELF_TRAINING_SAMPLE)
+    if sample == "all":
+        sample = None
+    elif not isinstance(sample, int) or isinstance(sample, bool) or sample < 0:
+        raise ConfigError(f'self_training_sample must be a number of texts (0 or more) or "all", got {sample!r}')
     panel, api_key_env = _parse_panel(values["panel"]) if "panel" in values else ([], {})
     if panel and dataset.paper_evidence or panel and dataset.evidence:
         raise ConfigError("give the LLM evidence once: a [panel] of live LLMs, or stored evidence in [dataset], not both")
@@ -213,6 +222,7 @@ def parse_config(values: Mapping[str, Any], base_dir: str | Path | None = None) 
         panel=panel,
         api_key_env=api_key_env,
         evidence=evidence,
+        self_training_sample=sample,
     )
 
 
@@ -399,6 +409,7 @@ def _build(project: Project, config: RunConfig, source: SourceTable, splits: np.
         _import_evidence(project, source)
     elif config.panel:
         project.panel.set_specs(config.panel)
+    project.panel.set_evidence_plan(config.evidence, config.self_training_sample)
     _take_seeds(project, config, source, splits)
     project.set_setting(_BUILT, True)
 
@@ -418,10 +429,19 @@ def _finish(project: Project, config: RunConfig, say: Callable[[str], None] | No
     project.set_setting(_PREPARED, True)
 
 
-def collect_evidence(project: Project, config: RunConfig, say: Callable[[str], None] | None = None,
-                     report_every_s: float = 10.0) -> None:
-    """Each live LLM of the panel answers every text it has not answered yet (``evidence = "full"``), one
-    model in memory at a time, through the evidence cache; each batch is committed as it is done.
+def collect_evidence(project: Project, config: RunConfig, say: Callable[[str], None] | None = None) -> None:
+    """The live LLMs of the panel answer the texts the project needs before the loop
+    (``PanelService.needed_indices``: every text with ``evidence = "full"``; the seed texts and the
+    self-training sample on demand), through :func:`panel_answerer`."""
+    panel_answerer(project, config.api_key_env, say)(None)
+
+
+def panel_answerer(project: Project, api_key_env: Mapping[str, str] | None = None,
+                   say: Callable[[str], None] | None = None, report_every_s: float = 10.0):
+    """``answer(indices, cancel=None)``: each live LLM of the panel answers the texts of ``indices``
+    (None: ``needed_indices``) it has not answered yet, one model answering at a time, through the
+    evidence cache, each batch committed as it is done (``PanelService.answer``; the loop's
+    ``Answerer``); a model once loaded stays loaded for the next call (the next iteration's queries). A server's API key is read from the environment variable ``api_key_env`` names for it.
     ``say`` gets a line every ``report_every_s`` seconds with the LLM's and the whole panel's ETA."""
     import os
     import time
@@ -429,34 +449,41 @@ def collect_evidence(project: Project, config: RunConfig, say: Callable[[str], N
     from .plan import PanelEta, format_seconds
     from .project import make_source
 
-    specs = [spec for spec in project.panel.specs() if spec.kind != "replay"]
-    todo = {spec.display_name: len(project.panel.missing_evidence(spec.display_name)) for spec in specs}
-    eta = PanelEta(todo, project.panel.seconds_per_text())
-    last_said = {"at": 0.0, "done": (None, -1)}
+    api_key_env = dict(api_key_env or {})
+    # Loaded once and kept for the next call (each AL iteration asks again; loading costs seconds per model).
+    loaded: dict[Any, Any] = {}
 
-    def report(model: str, progress) -> None:
-        eta.update(model, progress.done, progress.elapsed_s)
-        now, done = time.monotonic(), (model, progress.done)
-        due = progress.done == progress.total or now - last_said["at"] >= report_every_s
-        if say is not None and due and done != last_said["done"]:
-            last_said.update(at=now, done=done)
-            say(f"{model}: {progress.done} / {progress.total} texts, {format_seconds(progress.eta_s)} left for it, "
-                f"{format_seconds(eta.remaining_s())} for the panel")
+    def answer(indices, cancel=None) -> dict[str, int]:
+        panel = project.panel
+        wanted = panel.needed_indices() if indices is None else list(indices)
+        todo = {spec.display_name: len(panel.missing_evidence(spec.display_name, wanted))
+                for spec in panel.specs() if spec.kind != "replay"}
+        eta = PanelEta(todo, panel.seconds_per_text())
+        last_said = {"at": 0.0, "done": (None, -1)}
 
-    prompt = project.panel.prompt()
-    for spec in specs:
-        if not todo[spec.display_name]:
-            continue
-        variable = config.api_key_env.get(spec.display_name)
-        if variable and not os.environ.get(variable):
-            raise ConfigError(f"[panel] {spec.display_name}: its API key is read from ${variable}, which is not set")
-        if say is not None:
-            say(f"{spec.display_name}: answering {todo[spec.display_name]} texts")
-        source = make_source(spec, prompt, api_key=os.environ.get(variable) if variable else None)
-        try:
-            project.panel.run_evidence([(spec, source)], progress=report)
-        finally:
-            source.close()
+        def report(model: str, progress) -> None:
+            eta.update(model, progress.done, progress.elapsed_s)
+            now, done = time.monotonic(), (model, progress.done)
+            due = progress.done == progress.total or now - last_said["at"] >= report_every_s
+            if say is not None and due and done != last_said["done"]:
+                last_said.update(at=now, done=done)
+                say(f"{model}: {progress.done} / {progress.total} texts, {format_seconds(progress.eta_s)} left for "
+                    f"it, {format_seconds(eta.remaining_s())} for the panel")
+
+        def source_for(spec):
+            variable = api_key_env.get(spec.display_name)
+            if variable and not os.environ.get(variable):
+                raise ConfigError(f"[panel] {spec.display_name}: its API key is read from ${variable}, which is not set")
+            if say is not None:
+                say(f"{spec.display_name}: answering {todo[spec.display_name]} texts")
+            key = (spec, repr(panel.prompt()))
+            if key not in loaded:
+                loaded[key] = make_source(spec, panel.prompt(), api_key=os.environ.get(variable) if variable else None)
+            return loaded[key]
+
+        return panel.answer(wanted, source_for, progress=report, cancel=cancel)
+
+    return answer
 
 
 def _import_evidence(project: Project, source: SourceTable) -> None:
@@ -525,17 +552,19 @@ def run_project(
     iterations: int | None = None,
     settings: LoopConfig | None = None,
     progress: Callable[[StepResult], None] | None = None,
+    answer: Callable[..., Any] | None = None,
 ) -> dict[str, Any]:
     """Run ``iterations`` more AL iterations of a project (default: up to its planned ones; a half-done
     iteration is finished first) with ``Project.run_iterations``, as the Active learning page does,
-    with ``settings`` (default: the ones it last ran with). Returns the loop's results."""
+    with ``settings`` (default: the ones it last ran with); the panel's live LLMs answer the queried
+    texts (``answer``, default :func:`panel_answerer` without API keys). Returns the loop's results."""
     if iterations is not None and iterations < 1:
         raise ConfigError(f"--iterations must be at least 1, got {iterations}")
     settings = settings or project.loop_settings()
     if iterations is None:
         iterations = settings.planned_iterations - build_loop(project, settings).completed_iterations
     if iterations > 0:
-        project.run_iterations(iterations, settings, progress=progress)
+        project.loop.run_iterations(iterations, settings, progress=progress, answer=answer or panel_answerer(project))
     elif not project.iterations():
         raise ConfigError("planned_iterations is 0: plan at least one iteration, or give --iterations N")
     return build_loop(project, settings).results()

@@ -27,6 +27,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable
 
+import numpy as np
+
 from .services.errors import ProjectError
 from .store import ProjectStore
 
@@ -356,7 +358,7 @@ def wait(project_path: str | Path, timeout: float | None = None) -> JobState | N
 # ---------------------------------------------------------------------- the built-in jobs
 #: Loaded models, shared by the evidence jobs of this process (loading one takes seconds to minutes).
 _SOURCES: OrderedDict[tuple, Any] = OrderedDict()
-_SOURCES_KEPT = 2
+_SOURCES_KEPT = 4  # the default embedded panel (about 5 GB in bf16): the loop asks every iteration
 #: One evidence run at a time uses the loaded models (a model is not safe to share between threads).
 _MODELS_IN_USE = threading.Lock()
 
@@ -375,31 +377,75 @@ def _source(spec, prompt, api_key: str | None):
     return _SOURCES[key]
 
 
+class _PanelAnswers:
+    """The panel's LLMs answering texts inside a job: one model answering at a time (kept loaded for the
+    next job of this process), progress over every text still to answer, ``Cancel`` within one batch."""
+
+    def __init__(self, project, context: JobContext, api_key: str | None = None, models: list[str] | None = None,
+                 what: str = "texts") -> None:
+        self.project, self.context, self.api_key, self.models, self.what = project, context, api_key, models, what
+
+    def __call__(self, indices, cancel: threading.Event | None = None) -> dict[str, int]:
+        panel, context = self.project.panel, self.context
+        wanted = panel.needed_indices() if indices is None else list(indices)
+        specs = [s for s in panel.specs() if s.kind != "replay" and (self.models is None or s.display_name in self.models)]
+        todo = {s.display_name: len(panel.missing_evidence(s.display_name, wanted)) for s in specs}
+        total = sum(todo.values())
+        finished = {"before": 0}
+
+        def report(model: str, p) -> None:
+            before = finished["before"]
+            if p.done >= p.total:
+                finished["before"] = before + p.total
+            left = total - before - p.done  # the later models taken to answer at this one's rate
+            context.progress(before + p.done, total, f"{self.what} · {model}: "
+                             + progress_text(p.done, p.total, p.rate, p.eta_s),
+                             eta_s=left / p.rate if p.rate > 0 else None)
+
+        def load(spec):
+            context.progress(finished["before"], total, f"{self.what} · {spec.display_name}: loading the model")
+            return _source(spec, panel.prompt(), self.api_key)
+
+        if not total:
+            return {}
+        with _MODELS_IN_USE:
+            return panel.answer(wanted, load, progress=report, cancel=cancel or context.cancel, models=self.models)
+
+
 def run_evidence_job(project, context: JobContext, models: list[str] | None = None,
-                     api_key: str | None = None) -> None:
-    """Ask the panel's LLMs (``models``, default every one that can run) for the texts they have not answered."""
-    specs = [s for s in project.panel.specs() if s.kind != "replay" and (models is None or s.display_name in models)]
-    todo = {s.display_name: len(project.panel.missing_evidence(s.display_name)) for s in specs}
-    specs = [s for s in specs if todo[s.display_name]]
-    total = sum(todo.values())
-    finished = {"before": 0}
+                     api_key: str | None = None, fit: bool | None = None) -> None:
+    """Ask the panel's LLMs (``models``, default every one that can run) for the texts they have to answer
+    (``PanelService.needed_indices``: every text in full mode). In on-demand mode the human-labeled texts
+    come first and MoLAM is fitted, with its cross-validation, as soon as they are answered, then again once
+    the self-training sample is (``fit``: default on in on-demand mode)."""
+    answer = _PanelAnswers(project, context, api_key, models)
+    panel = project.panel
+    fit = panel.evidence_mode == "on-demand" if fit is None else fit
+    context.progress(0, 1, "loading the models")
+    if fit:
+        human = np.flatnonzero(project.annotation.fit_labels() >= 0)
+        answer.what = "labeled texts"
+        answer(human)
+        _fit_when_possible(project, context)
+        answer.what = "self-training sample"
+    answer(None)
+    if fit and not context.cancel.is_set():
+        _fit_when_possible(project, context)
 
-    def report(model: str, p) -> None:
-        before = finished["before"]
-        if p.done >= p.total:
-            finished["before"] = before + p.total
-        left = total - before - p.done  # the later models taken to answer at this one's rate
-        context.progress(before + p.done, total, f"{model}: " + progress_text(p.done, p.total, p.rate, p.eta_s),
-                         eta_s=left / p.rate if p.rate > 0 else None)
 
-    context.progress(0, total, "loading the models" if specs else "nothing to do")
-    with _MODELS_IN_USE:
-        for spec in specs:
-            if context.cancel.is_set():
-                return
-            context.progress(finished["before"], total, f"{spec.display_name}: loading the model")
-            source = _source(spec, project.panel.prompt(), api_key)
-            project.panel.run_evidence([(spec, source)], progress=report, cancel=context.cancel)
+def _fit_when_possible(project, context: JobContext) -> None:
+    """Fit MoLAM with its cross-validation if the labeled texts have every LLM's evidence."""
+    if context.cancel.is_set():
+        return
+    try:
+        project.annotation.scope()
+    except ProjectError:
+        return  # no seed labels, or some without evidence: nothing to fit yet
+    context.progress(0, 1, "fitting MoLAM and cross-validating it on the seeds")
+    try:
+        project.annotation.fit()
+    except ProjectError as exc:  # the evidence is kept; the MoLAM page says the same when fitting there
+        context.progress(1, 1, f"evidence kept; MoLAM not fitted: {exc}")
 
 
 def fit_job(project, context: JobContext, settings: dict | None = None) -> None:
@@ -418,12 +464,15 @@ def llm_value_job(project, context: JobContext) -> None:
     context.progress(1, 1, "measured")
 
 
-_STEP_WORDS = {"train": "trained the model", "query": "queried a batch", "label": "labeled it with MoLAM",
+_STEP_WORDS = {"train": "trained the model", "query": "queried a batch", "answer": "the LLMs answered it",
+               "label": "labeled it with MoLAM",
                "retrain": "the pool is empty: retrained on the pending reviews"}
 
 
-def loop_job(project, context: JobContext, until: int, settings: dict | None = None) -> None:
-    """Run AL iterations until ``until`` are done (so a resumed run does only the rest)."""
+def loop_job(project, context: JobContext, until: int, settings: dict | None = None,
+             api_key: str | None = None) -> None:
+    """Run AL iterations until ``until`` are done (so a resumed run does only the rest); the panel's LLMs
+    answer each iteration's queried texts they have not answered (evidence on demand)."""
     from .loop import LoopConfig
 
     config = LoopConfig.from_dict(settings) if settings else None
@@ -431,7 +480,8 @@ def loop_job(project, context: JobContext, until: int, settings: dict | None = N
     n = until - done
     if n < 1:
         return
-    steps = {"done": 0, "total": 3 * n + (0 if project.loop.iterations() else 1)}
+    per_iteration = 4 if len(project.panel.covered_indices()) < project.store.n_texts else 3  # + the answer step
+    steps = {"done": 0, "total": per_iteration * n + (0 if project.loop.iterations() else 1)}
     context.progress(0, steps["total"], "starting (the first run also fits MoLAM and trains on the seeds)")
 
     def report(result) -> None:
@@ -441,7 +491,10 @@ def loop_job(project, context: JobContext, until: int, settings: dict | None = N
         context.progress(min(steps["done"], steps["total"]), steps["total"],
                          f"iteration {result.iteration}: {_STEP_WORDS.get(result.step, result.step)}{flagged}")
 
-    project.loop.run_iterations(n, config, progress=report, cancel=context.cancel)
+    answer = _PanelAnswers(project, context, api_key, what="labeled texts")
+    answer(np.flatnonzero(project.annotation.fit_labels() >= 0))  # MoLAM is fitted on them: nothing if answered
+    answer.what = "queried texts"
+    project.loop.run_iterations(n, config, progress=report, cancel=context.cancel, answer=answer)
 
 
 def completed_iterations(project) -> int:

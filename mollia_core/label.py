@@ -104,6 +104,7 @@ def _label_in(request, frame, specs, root: Path, started: float, say, keep: bool
         n_seeds = _take_seeds(project, request.label_column)
         say(f"{project.store.n_texts} texts, {n_seeds} seeds, labels {', '.join(project.labels)}")
         project.set_panel(specs)
+        project.panel.set_evidence_plan("full")  # every row gets MoLAM's label: every LLM answers every text
         llm_texts = _run_panel(project, specs, say)
         say("fitting MoLAM and cross-validating it on the seeds")
         report = project.fit_annotator()

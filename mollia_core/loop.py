@@ -13,7 +13,15 @@ Iteration 0 trains the AL model on the human seed labels. Every later iteration 
    K-fold (``seed_cv_accuracy`` with its interval); agreement of the AL model with the annotator
    on the pool, which is no accuracy) and the predictions the next iteration's d_anno needs.
 
-Each of the three steps is committed to the :class:`~mollia_core.store.ProjectStore` when it
+With evidence on demand (issue 11) the LLMs have answered only the seed texts and a sample when the
+loop starts: between query and label the loop then **answers** the queried texts, asking the panel
+(``answer``, :class:`Answerer`) for the ones some LLM has not answered, each batch of answers committed
+as it comes. That step needs no status of its own: an iteration is ``queried`` until it is labeled,
+and the next step of a ``queried`` iteration is ``answer`` while any of its texts lacks evidence,
+``label`` once every one has it -- a fact the store holds, so a kill while answering resumes asking
+only for what is still missing.
+
+Each of the steps is committed to the :class:`~mollia_core.store.ProjectStore` when it
 ends (the iteration's ``status`` walks ``queried`` -> ``labeled`` -> ``trained``), together with
 what it produced: the queried ids, the annotations, the training set, the predictions, the metrics
 and timings. A run killed at any moment therefore resumes at the step it was in, with nothing
@@ -63,6 +71,14 @@ _RENAMED_SETTINGS = {"n_iterations": "planned_iterations"}
 
 class LoopError(Exception):
     """The loop cannot run as asked; the message says what is wrong and how to fix it."""
+
+
+class Answerer(Protocol):
+    """Evidence on demand: makes every LLM of the panel answer the texts at ``indices`` (those some LLM has
+    not answered yet) and stores the answers, committed as they come; stops at ``cancel`` (raising
+    ``evidence.Cancelled``) with what was answered kept. E.g. ``PanelService.answer`` with the sources."""
+
+    def __call__(self, indices: Sequence[int], cancel: threading.Event | None = None) -> Any: ...
 
 
 class Annotator(Protocol):
@@ -182,7 +198,8 @@ class StepResult:
     """What :meth:`ActiveLearningLoop.step` did."""
 
     iteration: int
-    #: "train" (iteration 0 or after labeling), "query", "label", "retrain" (a training-only iteration:
+    #: "train" (iteration 0 or after labeling), "query", "answer" (the LLMs answered the queried texts:
+    #: evidence on demand), "label", "retrain" (a training-only iteration:
     #: the pool is empty but human reviews wait for a training; its metrics' ``reviews_used`` says how
     #: many), or "done"
     step: str
@@ -198,6 +215,8 @@ class ActiveLearningLoop:
     ``annotator`` is fitted on the human labels the first time the loop runs (the labels it was
     fitted on are stored, so a resumed run refits it identically) unless ``fit_annotator`` is False
     (an already fitted annotator). ``annotator_name`` is the ``source`` written on its labels.
+    ``evidence_models``: the panel whose evidence the annotator reads (default: every model with stored
+    evidence); ``answer`` (:class:`Answerer`): evidence on demand for queried texts they have not answered.
     ``learner_factory(iteration)`` and ``strategy`` default to :func:`mollia_core.learner.make_learner`
     (a fresh learner each training: the paper's cold start) and
     :func:`mollia_core.query.make_strategy` of the config.
@@ -213,8 +232,12 @@ class ActiveLearningLoop:
         fit_annotator: bool = True,
         learner_factory: Callable[[int], Any] | None = None,
         strategy: Any | None = None,
+        answer: Answerer | None = None,
+        evidence_models: Sequence[str] | None = None,
     ) -> None:
         self.store = store
+        self.answer = answer
+        self.evidence_models = list(evidence_models) if evidence_models is not None else None
         self.labels = store.labels
         if not self.labels:
             raise LoopError("the project has no label set: set the labels before running the loop")
@@ -234,7 +257,7 @@ class ActiveLearningLoop:
         self.text_ids = store.text_ids()
         self.splits = store.splits()
         self.gold = store.gold()
-        self.evidence = store.evidence() or self._empty_evidence()
+        self._read_evidence()
         self.learner: Any | None = None
         self._learner_iteration: int | None = None
         self._annotator_labels: np.ndarray | None = None
@@ -267,6 +290,21 @@ class ActiveLearningLoop:
 
         return make_strategy(self.config.strategy)
 
+    def _read_evidence(self) -> None:
+        """The stored evidence (zeros where an LLM has not answered) and which texts every LLM answered."""
+        models = self.evidence_models if self.evidence_models else None
+        self.evidence = self.store.evidence(models, partial=True) or self._empty_evidence()
+        models = list(self.evidence.models)
+        self.covered = np.zeros(len(self.texts), dtype=bool)
+        if models:
+            self.covered[self.store.covered_indices(models)] = True
+        else:
+            self.covered[:] = True  # no evidence at all: an annotator that reads none (the gold oracle)
+
+    def unanswered(self, indices: Sequence[int]) -> list[int]:
+        """The texts of ``indices`` some LLM has not answered."""
+        return [int(i) for i in indices if not self.covered[int(i)]]
+
     def _empty_evidence(self) -> PanelEvidence:
         n, k = self.store.n_texts, len(self.labels)
         return PanelEvidence(
@@ -294,7 +332,7 @@ class ActiveLearningLoop:
         return np.flatnonzero((self.splits == "pool") & ~labeled)
 
     def next_step(self, target: int | None = None) -> str:
-        """``train`` / ``query`` / ``label``, ``retrain`` (the pool is empty but human reviews are pending:
+        """``train`` / ``query`` / ``answer`` / ``label``, ``retrain`` (the pool is empty but human reviews are pending:
         an iteration that queries nothing and trains on L with them), or ``done``: ``target`` AL iterations
         (default: the planned ones) are trained, or the pool is empty and no review is pending. A half-done
         iteration is always finished first."""
@@ -302,7 +340,7 @@ class ActiveLearningLoop:
         if last is None:
             return "train"
         if last.status == "queried":
-            return "label"
+            return "answer" if self.unanswered(last.queried) else "label"
         if last.status == "labeled":
             return "train"
         target = self.config.planned_iterations if target is None else target
@@ -318,13 +356,15 @@ class ActiveLearningLoop:
         nothing is left."""
         return self._do(self.next_step())
 
-    def _do(self, action: str) -> StepResult:
+    def _do(self, action: str, cancel: threading.Event | None = None) -> StepResult:
         last = self.last
         if action == "done":
             return StepResult(last.iteration if last else 0, "done", last)
         if action == "train":
             iteration = 0 if last is None else last.iteration
             return StepResult(iteration, "train", self._train(iteration))
+        if action == "answer":
+            return StepResult(last.iteration, "answer", self._answer(last, cancel))
         if action == "label":
             return StepResult(last.iteration, "label", self._label(last))
         if action == "retrain":
@@ -346,7 +386,7 @@ class ActiveLearningLoop:
             action = self.next_step(target)
             if action == "done":
                 break
-            result = self._do(action)
+            result = self._do(action, cancel) if action == "answer" else self._do(action)
             if progress is not None:
                 progress(result)
         return self.store.iterations()
@@ -375,6 +415,12 @@ class ActiveLearningLoop:
                 if not (y >= 0).any():
                     raise LoopError("no seed labels: label some texts (about 50) before running the loop")
                 self.store.put_annotator_fit_labels(y)
+            if not self.covered.all():
+                raise LoopError(
+                    f"{self.annotator_name} is fitted by the loop on every text's evidence, and "
+                    f"{int((~self.covered).sum())} texts have none yet: run the annotators on every text "
+                    "(label everything), or label with MoLAM, which works on the texts answered so far"
+                )
             if reads_text_member(self.annotator):
                 # The text classifier joins the panel, cross-fitted on the labels the annotator is fitted on.
                 from .text_member import add_text_member
@@ -423,6 +469,26 @@ class ActiveLearningLoop:
         ))
         return self._train(iteration)
 
+    def _answer(self, record: IterationRecord, cancel: threading.Event | None) -> IterationRecord:
+        """Evidence on demand: the panel answers the queried texts some LLM has not answered (committed
+        per batch by ``answer``; a kill here resumes with only the rest to ask)."""
+        todo = self.unanswered(record.queried)
+        if self.answer is None:
+            raise LoopError(
+                f"{len(todo)} queried texts have no evidence from every LLM and this run cannot ask the LLMs: "
+                "run the loop from the Active learning page or the CLI with the panel's LLMs (evidence on demand)"
+            )
+        start = time.perf_counter()
+        self.answer(todo, cancel)
+        answer_s = time.perf_counter() - start
+        self._read_evidence()
+        still = self.unanswered(record.queried)
+        if still and not (cancel is not None and cancel.is_set()):
+            raise LoopError(f"{len(still)} queried texts still have no evidence from every LLM after asking the panel")
+        answered = record.metrics.get("n_answered", 0) + len(todo) - len(still)
+        return self.store.update_iteration(record.iteration, metrics={"n_answered": answered},
+                                           timings={"answer_s": record.timings.get("answer_s", 0.0) + answer_s})
+
     def _lambda(self, iteration: int) -> float:
         return self.config.lam(iteration) if self.config.negative_learning else 0.0
 
@@ -432,6 +498,9 @@ class ActiveLearningLoop:
         # A text a human labeled after it was queried keeps the human's label.
         labeled = set(self.store.labeled_indices().tolist())
         to_label = np.array([i for i in record.queried if i not in labeled], dtype=int)
+        if self.unanswered(to_label):
+            raise LoopError(f"{len(self.unanswered(to_label))} queried texts have no evidence from every LLM: "
+                            "the answer step comes first")
         start = time.perf_counter()
         annotation = self.annotator.annotate(self.evidence.subset(to_label)) if len(to_label) else None
         label_s = time.perf_counter() - start
@@ -565,8 +634,9 @@ class ActiveLearningLoop:
                 for name, value in classification_metrics(self.gold[members], prediction[members], k).items():
                     metrics[f"{split}_{name}"] = value
         pool = self.pool_indices()
-        if len(pool):
-            metrics["annotator_agreement"] = float(np.mean(self._annotator_labels_on(pool) == prediction[pool]))
+        answered = pool[self.covered[pool]]  # the annotator labels only texts the LLMs have answered
+        if len(answered):
+            metrics["annotator_agreement"] = float(np.mean(self._annotator_labels_on(answered) == prediction[answered]))
         return metrics
 
     def _current_learner(self, iteration: int) -> Any:
@@ -633,6 +703,7 @@ def seed_sample(
 __all__ = [
     "ActiveLearningLoop",
     "Annotator",
+    "Answerer",
     "GoldOracle",
     "LoopConfig",
     "LoopError",

@@ -2,8 +2,8 @@
 choice of evidence costs (texts each LLM answers, expected wall time), and the ETA of a running panel
 from its measured rates after warm-up.
 
-Evidence on demand (the loop asking the LLMs only for the seeds, a sample and each iteration's queried
-texts) is not built yet: the choices are the seed texts only and the whole pool.
+The choices (:func:`plan_choices`): label as you go (evidence on demand: the seed texts, a self-training
+sample and each iteration's queried texts), the self-training sample alone, and the whole pool.
 """
 
 from __future__ import annotations
@@ -11,6 +11,8 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Callable, Mapping, Sequence
+
+import numpy as np
 
 from .evidence.source import Progress
 from .services.errors import ProjectError
@@ -97,14 +99,27 @@ def texts_to_answer(project: "Project", indices: Sequence[int], specs: Sequence[
 
 
 def plan_choices(project: "Project", rates: Sequence[MeasuredRate]) -> list[PlanChoice]:
-    """The seed texts only and the whole pool (every text: pool, validation and test), each with the texts
-    every timed LLM still answers and the wall time expected at the measured rates (plus each model's
-    warm-up, paid once per run)."""
-    seeds = [project.dataset.index_of(text_id) for text_id in project.dataset.seeds()]
+    """What each choice of evidence costs, with the texts every timed LLM still answers and the wall time
+    expected at the measured rates (plus each model's warm-up, paid once per run):
+
+    - ``label as you go``: the seed texts and the self-training sample up front, then each planned AL
+      iteration's queried texts (batch size x planned iterations of the loop settings; not known before
+      they are queried, so counted as not answered);
+    - ``self-training sample``: the seed texts and the sample, what the evidence run answers on demand;
+    - ``whole pool``: every text (pool, validation and test), what "label everything" answers first.
+    """
+    panel = project.panel
+    human = np.flatnonzero(project.dataset.seed_vector() >= 0)
+    up_front = np.unique(np.concatenate([human, panel.sample_indices()])).astype(int)
+    settings = project.loop.loop_settings()
+    # Queried texts come from the unlabeled pool; those in the sample are answered already.
+    unanswered_pool = max(project.loop.pool_size() - len(panel.sample_indices()), 0)
+    queries = min(settings.batch_size * settings.planned_iterations, unanswered_pool)
+    specs = [s for s in panel.specs() if s.display_name in {r.model for r in rates}]
     choices = []
-    specs = [s for s in project.panel.specs() if s.display_name in {r.model for r in rates}]
-    for name, indices in (("seed texts only", seeds), ("whole pool", range(project.store.n_texts))):
-        todo = texts_to_answer(project, indices, specs)
+    for name, indices, extra in (("label as you go", up_front, queries), ("self-training sample", up_front, 0),
+                                 ("whole pool", range(project.store.n_texts), 0)):
+        todo = {model: n + extra for model, n in texts_to_answer(project, indices, specs).items()}
         expected = sum(todo[r.model] * r.seconds_per_text + (r.warmup_s if todo[r.model] else 0.0) for r in rates)
         choices.append(PlanChoice(name, todo, expected))
     return choices

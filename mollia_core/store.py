@@ -707,10 +707,26 @@ class ProjectStore:
             conn.execute("DELETE FROM evidence WHERE model=?", (model,))
             conn.execute("DELETE FROM evidence_models WHERE model=?", (model,))
 
-    def evidence(self, models: Sequence[str] | None = None, *, with_answers: bool = True) -> PanelEvidence | None:
-        """The panel evidence over all texts (``None`` if no model has any).
+    def covered_indices(self, models: Sequence[str] | None = None) -> np.ndarray:
+        """Indices (sorted) of the texts that every one of ``models`` (default: every stored model) has
+        evidence for: the texts MoLAM can read (evidence on demand leaves the others unanswered)."""
+        models = list(models) if models is not None else self.evidence_models()
+        if not models:
+            return np.zeros(0, dtype=int)
+        placeholders = ",".join("?" * len(models))
+        rows = self._query(
+            f"SELECT idx FROM evidence WHERE model IN ({placeholders}) GROUP BY idx "
+            f"HAVING COUNT(DISTINCT model) = ? ORDER BY idx", (*models, len(models)),
+        )
+        return np.array([i for (i,) in rows], dtype=int)
 
-        Raises ``StoreError`` if a requested model lacks evidence for some texts.
+    def evidence(self, models: Sequence[str] | None = None, *, with_answers: bool = True,
+                 partial: bool = False) -> PanelEvidence | None:
+        """The panel evidence over all texts, in text order (``None`` if no model has any).
+
+        Raises ``StoreError`` if a requested model lacks evidence for some texts, unless ``partial``:
+        then a text a model has not answered has zeros in that model's rows (``covered_indices`` says
+        which texts are complete).
         """
         models = list(models) if models is not None else self.evidence_models()
         if not models:
@@ -718,7 +734,7 @@ class ProjectStore:
         n, k = self.n_texts, len(self.labels)
         coverage = self.evidence_coverage()
         missing = [m for m in models if coverage.get(m, 0) < n]
-        if missing:
+        if missing and not partial:
             raise StoreError(
                 f"evidence is incomplete for {', '.join(missing)} "
                 f"({', '.join(f'{coverage.get(m, 0)}/{n}' for m in missing)} texts): run the annotators first"

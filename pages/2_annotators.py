@@ -171,16 +171,43 @@ if not panel:
 
 
 def evidence_table() -> None:
-    counts = project.evidence_counts()
+    counts, needed = project.evidence_counts(), project.panel.needed_indices()
     st.dataframe(pd.DataFrame([{"LLM": s.display_name, "kind": s.kind, "texts with evidence":
-                                counts.get(s.display_name, 0), "of": n_texts} for s in panel]), hide_index=True)
+                                counts.get(s.display_name, 0), "needed now": len(needed), "of": n_texts,
+                                "still to answer": len(project.panel.missing_evidence(s.display_name, needed))}
+                               for s in panel]), hide_index=True)
+
+
+def evidence_plan(disabled: bool) -> None:
+    """Which texts the LLMs answer: as the loop needs them (the default), or every text first."""
+    modes = {"on-demand": "Label as you go: the seed texts, a sample for MoLAM's self-training, then what each "
+                          "iteration queries (answered as a step of the loop)",
+             "full": "Label everything: every text first (MoLAM then reads the whole pool)"}
+    mode = st.radio("Which texts the LLMs answer", list(modes), format_func=modes.get, disabled=disabled,
+                    index=list(modes).index(project.panel.evidence_mode), key=f"evidence_mode_{project.name}")
+    sample = project.panel.self_training_sample
+    if mode == "on-demand":
+        whole = st.checkbox("Self-training sample: the whole pool", value=sample is None, disabled=disabled,
+                            key=f"whole_pool_{project.name}")
+        if not whole:
+            sample = int(st.number_input("Self-training sample (unlabeled pool texts answered up front)", 0, 100_000,
+                                         value=200 if sample is None else sample, step=50, disabled=disabled,
+                                         key=f"sample_{project.name}"))
+        else:
+            sample = None
+    if (mode, sample) != (project.panel.evidence_mode, project.panel.self_training_sample):
+        try:
+            project.panel.set_evidence_plan(mode, sample)
+        except USER_ERRORS as exc:
+            show_error(exc)
 
 
 # The run is a job of the project (mollia_core.jobs): it goes on when this tab closes, and every tab sees it.
 secrets = {"api_key": st.session_state.get("api_key") or None}
 job = job_panel(project, ("evidence", "llm_value"), live=evidence_table, secrets=secrets)
-counts = project.evidence_counts()
-runnable = [s for s in panel if s.kind != "replay" and counts.get(s.display_name, 0) < n_texts]
+evidence_plan(disabled=job is not None and job.running)
+needed = project.panel.needed_indices()
+runnable = [s for s in panel if s.kind != "replay" and project.panel.missing_evidence(s.display_name, needed)]
 
 
 def plan_section(specs, disabled: bool) -> None:
@@ -189,8 +216,8 @@ def plan_section(specs, disabled: bool) -> None:
 
     with st.expander("Plan: how long the evidence takes, timed on this machine"):
         st.caption("Times each LLM below on the first seed texts, after a warm-up text that loads it. Texts already "
-                   "answered or in the evidence cache cost nothing. Label as you go (the LLMs answering only the "
-                   "texts the loop needs) is not available yet.")
+                   "answered or in the evidence cache cost nothing. Label as you go counts the planned iterations' "
+                   "queries (batch size x planned iterations of the Active learning page's settings).")
         if st.button("Time the LLMs", icon=":material/timer:", disabled=disabled, key="plan_time"):
             with st.spinner("Timing the LLMs (each one is loaded once)…"):
                 try:
@@ -212,27 +239,38 @@ def plan_section(specs, disabled: bool) -> None:
 if runnable:
     busy = job is not None and job.running
     plan_section(runnable, disabled=busy)
-    if st.button(f"Run evidence ({len(runnable)} LLM{'s' if len(runnable) > 1 else ''})", type="primary",
-                 icon=":material/play_arrow:", disabled=busy,
-                 help="Runs in the server: closing or reloading this page does not stop it."):
+    on_demand = project.panel.evidence_mode == "on-demand"
+    if st.button(f"Run evidence ({len(runnable)} LLM{'s' if len(runnable) > 1 else ''}, {len(needed)} texts)",
+                 type="primary", icon=":material/play_arrow:", disabled=busy,
+                 help="Runs in the server: closing or reloading this page does not stop it."
+                      + (" MoLAM is fitted as soon as the seed texts are answered, and again after the sample."
+                         if on_demand else "")):
         try:
             jobs.start(project.path, "evidence", secrets=secrets, models=[s.display_name for s in runnable])
         except USER_ERRORS as exc:
             show_error(exc)
         else:
             st.rerun()
-elif any(s.kind != "replay" for s in panel) or counts:
+elif len(needed) == n_texts:
     st.success("Every LLM of the panel has evidence for every text.")
+else:
+    st.success(f"Every LLM of the panel has answered the {len(needed)} texts needed now; the active-learning loop "
+               "asks them for each iteration's queried texts as it runs.")
 
 # ---------------------------------------------------------------- accuracy on seeds
-if project.evidence() is not None and project.seeds():
-    st.header("Each LLM on the seed labels")
-    accuracy = project.llm_seed_accuracy()
-    st.caption(f"Zero-shot accuracy (most probable label) on the {len(project.seeds())} seed labels.")
-    st.dataframe(pd.DataFrame({"LLM": list(accuracy), "accuracy on seeds": list(accuracy.values())}),
-                 hide_index=True, column_config={"accuracy on seeds": st.column_config.ProgressColumn(
-                     format="%.2f", min_value=0.0, max_value=1.0)})
-elif project.evidence() is not None:
+answered = len(project.panel.covered_indices())
+if answered and project.seeds():
+    try:
+        accuracy = project.llm_seed_accuracy()
+    except USER_ERRORS as exc:
+        st.info(f"Each LLM's accuracy on the seed labels shows once they are answered: {exc}")
+    else:
+        st.header("Each LLM on the seed labels")
+        st.caption(f"Zero-shot accuracy (most probable label) on the {len(project.seeds())} seed labels.")
+        st.dataframe(pd.DataFrame({"LLM": list(accuracy), "accuracy on seeds": list(accuracy.values())}),
+                     hide_index=True, column_config={"accuracy on seeds": st.column_config.ProgressColumn(
+                         format="%.2f", min_value=0.0, max_value=1.0)})
+elif answered:
     st.info("Add seed labels on the Data page to see each LLM's accuracy on them.")
 
 # ---------------------------------------------------------------- which LLMs earn their cost

@@ -12,7 +12,8 @@ from mollia_core.loop import LoopConfig, LoopError
 
 require_app_shell()
 st.title("Active learning")
-st.caption("Each iteration queries a batch of texts, labels them with MoLAM (label + negative labels), flags "
+st.caption("Each iteration queries a batch of texts, has the LLMs answer the ones they have not answered yet "
+           "(label as you go), labels them with MoLAM (label + negative labels), flags "
            "the ones where the previous model disagrees (d_anno), and retrains the classifier with the "
            "noise-robust loss W_d·CE + λ·L_neg.")
 project = require_project()
@@ -71,12 +72,15 @@ curve = project.learning_curve()
 
 
 def loop_status() -> None:
+    answered = len(project.panel.covered_indices())
     st.write(f"Labeled: **{project.summary()['labeled']}** · still in the pool: **{project.pool_size()}** · "
-             f"iterations done: **{jobs.completed_iterations(project)}**")
+             f"iterations done: **{jobs.completed_iterations(project)}** · texts the LLMs have answered: "
+             f"**{answered}** of {project.store.n_texts}")
 
 
 # The run is a job of the project (mollia_core.jobs): it goes on when this tab closes, and every tab sees it.
-job = job_panel(project, "loop", live=loop_status)
+secrets = {"api_key": st.session_state.get("api_key") or None}  # a server LLM answering the queried texts
+job = job_panel(project, "loop", live=loop_status, secrets=secrets)
 busy = job is not None and job.running
 c1, c2, c3 = st.columns([1, 1, 1])
 next_clicked = c1.button("Next iteration", type="primary", icon=":material/skip_next:", disabled=busy)
@@ -91,7 +95,8 @@ if (next_clicked or run_clicked) and pool_empty and not project.store.responses(
 elif next_clicked or run_clicked:
     n = 1 if next_clicked else int(n_more)
     try:
-        jobs.start(project.path, "loop", until=jobs.completed_iterations(project) + n, settings=new_settings.to_dict())
+        jobs.start(project.path, "loop", until=jobs.completed_iterations(project) + n, settings=new_settings.to_dict(),
+                   secrets=secrets)
     except USER_ERRORS as exc:
         show_error(exc)
     else:

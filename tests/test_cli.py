@@ -141,7 +141,7 @@ def test_a_live_panel_run_without_gold_and_its_plan(tmp_path):
     pd.DataFrame({"id": [f"r{i}" for i in range(len(REVIEWS))], "review": [text for text, _ in REVIEWS],
                   "label": [label for _, label in REVIEWS]}).to_csv(tmp_path / "reviews.csv", index=False)
     (tmp_path / "run.toml").write_text(
-        'annotator = "molam"\nevidence = "full"\noutput_dir = "out"\n'
+        'annotator = "molam"\nevidence = "full"\nself_training_sample = 2\noutput_dir = "out"\n'
         '[dataset]\ncsv = "reviews.csv"\ntext_column = "review"\nlabel_column = "label"\nid_column = "id"\n'
         'test_size = 0\nvalidation_size = 0\n[seeds]\ncolumn = "label"\n'
         '[panel]\nmodels = ["smollm2-135m"]\n[loop]\nbatch_size = 2\nplanned_iterations = 1\n'
@@ -149,13 +149,15 @@ def test_a_live_panel_run_without_gold_and_its_plan(tmp_path):
     home = Path(os.environ["MOLLIA_HOME"])
     plan = run_cli("plan", "--config", str(tmp_path / "run.toml"), "--timed-texts", "2", home=home, timeout=900)
     assert plan.returncode == 0, plan.stderr[-3000:]
-    assert "label as you go (only the texts the loop needs): not available yet" in plan.stdout
+    assert "this config runs 'whole pool' (evidence = 'full')" in plan.stdout
     summary = json.loads(plan.stdout.strip().splitlines()[-1])
     assert summary["seconds_per_text"]["smollm2-135m"] > 0
-    assert summary["choices"]["seed texts only"]["texts_per_model"] == {"smollm2-135m": 6}
-    assert summary["choices"]["whole pool"]["texts_per_model"] == {"smollm2-135m": 10}
-    whole, seeds = summary["choices"]["whole pool"]["expected_s"], summary["choices"]["seed texts only"]["expected_s"]
-    assert whole > seeds > 0
+    choices = summary["choices"]
+    # 6 seed texts + a sample of 2; the 2 other pool texts at most for 1 iteration of 2 queries
+    assert choices["self-training sample"]["texts_per_model"] == {"smollm2-135m": 8}
+    assert choices["label as you go"]["texts_per_model"] == {"smollm2-135m": 10}
+    assert choices["whole pool"]["texts_per_model"] == {"smollm2-135m": 10}
+    assert choices["whole pool"]["expected_s"] > choices["self-training sample"]["expected_s"] > 0
     assert not (tmp_path / "out").exists()  # the plan keeps nothing
 
     done = run_cli("run", "--config", str(tmp_path / "run.toml"), home=home, timeout=900)

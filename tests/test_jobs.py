@@ -134,11 +134,12 @@ def test_a_killed_loop_job_is_interrupted_and_resume_finishes_it(projects, trec)
         import sys, time
         sys.path.insert(0, {str(REPO)!r})
         from mollia_core import jobs
-        jobs.start({str(project.path)!r}, "loop", until=3, settings={LOOP!r})
+        jobs.start({str(project.path)!r}, "loop", until=8, settings={LOOP!r})
         time.sleep(3600)
         """)], cwd=REPO)
     try:
-        # Killed early in a run of 3 iterations (10 steps), so that it cannot have ended on a fast machine.
+        # Killed early in a run of 8 iterations (33 steps, the whole pool), so that it cannot have ended on a
+        # fast machine (an iteration of this small project takes about a second).
         _wait_until(lambda: (s := jobs.status(project.path)) is not None and s.done >= 2 and s.running)
     finally:
         worker.kill()  # SIGKILL: no chance to write anything
@@ -150,6 +151,6 @@ def test_a_killed_loop_job_is_interrupted_and_resume_finishes_it(projects, trec)
     jobs.resume(project.path)
     ended = jobs.wait(project.path, timeout=600)
     assert ended.status == jobs.DONE, ended.error
-    assert jobs.completed_iterations(project) == 3  # the run asked for, not 3 more
-    assert [r.status for r in project.loop.iterations()] == ["trained"] * 4
-    assert project.summary()["labeled"] == 40 + 3 * 10
+    assert jobs.completed_iterations(project) == 8  # the run asked for, not 8 more
+    assert [r.status for r in project.loop.iterations()] == ["trained"] * 9
+    assert project.summary()["labeled"] == 40 + 8 * 10

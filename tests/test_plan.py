@@ -67,7 +67,7 @@ def test_panel_entries_become_the_dashboards_specs():
     })
     assert config.panel == [AnnotatorSpec(kind="embedded", model="smollm2-135m"), AnnotatorSpec(kind="hf", model="org/model"),
                             AnnotatorSpec(kind="server", model="q", base_url="http://h:8000/v1")]
-    assert config.api_key_env == {"q @ http://h:8000/v1": "K"} and config.evidence == "full"
+    assert config.api_key_env == {"q @ http://h:8000/v1": "K"} and config.evidence == "on-demand"
     assert config.to_dict()["panel"][0] == {"kind": "embedded", "model": "smollm2-135m", "base_url": "",
                                            "quantization": "auto", "path": ""}
 
@@ -75,8 +75,8 @@ def test_panel_entries_become_the_dashboards_specs():
 @pytest.mark.parametrize(
     "changes, message",
     [
-        ({"evidence": "on-demand"}, 'not built yet: use evidence = "full"'),
-        ({"evidence": "some"}, 'evidence must be "full"'),
+        ({"evidence": "some"}, 'evidence must be "on-demand" .* or "full" .*, got \'some\''),
+        ({"self_training_sample": "half"}, 'self_training_sample must be a number of texts .* or "all"'),
         ({"panel": {"models": ["no-such-llm"]}}, "unknown model 'no-such-llm'.*smollm2-135m"),
         ({"panel": {"models": []}}, "at least one LLM"),
         ({"panel": {"model": ["smollm2-135m"]}}, "one key: models"),
@@ -151,6 +151,7 @@ def test_the_annotators_page_shows_the_plan_before_run(projects):
                         label_column="label")
     project.take_seeds_from_column(None)
     project.set_panel([AnnotatorSpec(kind="embedded", model="smollm2-135m")])
+    project.panel.set_evidence_plan("on-demand", 2)
     project.store.close()
     at = app("plan page", "pages/2_annotators.py")
     assert_no_exception(at)
@@ -160,5 +161,6 @@ def test_the_annotators_page_shows_the_plan_before_run(projects):
     rates = next(d.value for d in at.dataframe if "seconds per text" in d.value.columns)
     assert list(rates["LLM"]) == ["smollm2-135m"] and rates["seconds per text"].iloc[0] > 0
     plan = next(d.value for d in at.dataframe if "evidence for" in d.value.columns)
-    assert list(plan["evidence for"]) == ["seed texts only", "whole pool"]
-    assert list(plan["texts smollm2-135m answers"]) == [4, 8]
+    assert list(plan["evidence for"]) == ["label as you go", "self-training sample", "whole pool"]
+    # 4 seed texts + a sample of 2, then the 2 other texts as the loop queries them; the whole pool: 8
+    assert list(plan["texts smollm2-135m answers"]) == [8, 6, 8]

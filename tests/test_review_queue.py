@@ -4,6 +4,8 @@ the paper's real LLM evidence, MoLAM and (slow tests) the AL loop with the real 
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -133,13 +135,13 @@ def test_the_budget_is_a_project_setting(projects, trec):
 
 def test_a_review_makes_the_fit_stale_only_with_refit_on_reviews(projects, trec):
     project = replayed_project(trec, "queue")
-    project.fit_annotator(LLM_ONLY, cv=False)
+    project.fit_annotator(replace(LLM_ONLY, refit_on_reviews=False), cv=False)
     text = _unseeded(project, 1)[0]
     result = project.annotation.result()
     _molam_rows(project, {text: (int(result.labels[text]), float(result.probability[text]), False)})
     assert project.annotation.is_current()
     project.review.accept(project.text_ids[text])
-    assert project.annotation.is_current()  # refit_on_reviews is off by default: MoLAM keeps the seeds' fit
+    assert project.annotation.is_current()  # refit_on_reviews turned off: MoLAM keeps the seeds' fit
     assert project.annotation.fit_labels()[text] == -1 and project.annotation.fit_labels(REFIT)[text] == result.labels[text]
     project.fit_annotator(REFIT, cv=False)
     assert project.annotation.is_current() and project.fit_report().n_reviewed == 1

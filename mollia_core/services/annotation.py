@@ -4,8 +4,10 @@ its honest accuracy estimates, and the fit handed to the AL loop as its annotato
 MoLAM is fitted on the human labels: the seeds (given before the loop; the loop refuses seed changes
 once it has started) and, with ``AnnotatorSettings.refit_on_reviews``, every accepted or overridden
 label of a reviewed text (``ProjectStore.human_labels``). Algorithm 1 fits MoLAM once, on the seeds;
-refitting on the reviews is our extension (issue 12): the loop refits it, without the cross-validated
-estimate, before it labels the next batch whenever the human labels changed. The fit, with the human
+refitting on the reviews is our extension (issue 12), on by default (``benchmarks/review_effort.py``:
+higher final AL accuracy on each of 5 TREC seed sets): the loop refits it, without the cross-validated
+estimate, before it labels the next batch whenever the human labels changed, or the LLMs answered more
+texts (evidence on demand). The fit, with the human
 labels it was fitted on, is stored (``ProjectStore.put_annotation_result``); the loop labels its
 queries with that same fit (:meth:`AnnotationService.annotator_for_loop`). The cross-validated
 estimates are always computed on the seeds alone: reviewed texts are the ones the queue picked as
@@ -14,9 +16,9 @@ likely wrong, not a random sample, so they would bias an estimate.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timezone
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -28,7 +30,7 @@ from .errors import ProjectError
 from .panel import PanelService
 
 
-REFIT_ON_REVIEWS_DEFAULT = False
+REFIT_ON_REVIEWS_DEFAULT = True
 _SEED_EXAMPLES = "annotation/seed_examples"
 _SEED_EXAMPLES_KEY = "seed_examples_key"
 
@@ -80,6 +82,17 @@ class FitReport:
         return AccuracyEstimates.from_dict(self.estimates) if self.estimates else None
 
 
+@dataclass(frozen=True)
+class FitScope:
+    """The texts MoLAM is fitted on and labels (``indices``, sorted: those every LLM answered), the panel's
+    evidence on them, and the human labels (``y``, what the fit uses) and seed labels on them (-1: none)."""
+
+    indices: np.ndarray
+    evidence: PanelEvidence
+    y: np.ndarray
+    seeds: np.ndarray
+
+
 def make_molam(settings: AnnotatorSettings):
     from ..annotation import make_annotator
 
@@ -88,11 +101,15 @@ def make_molam(settings: AnnotatorSettings):
 
 class StoredFitAnnotator:
     """The stored MoLAM fit as the loop's annotator: ``fit`` does nothing (the annotation service
-    fitted it), ``annotate`` returns the fit's outputs for the texts of the evidence, by text id."""
+    fitted it), ``annotate`` returns the fit's outputs for the texts of the evidence, by text id.
+    A text the fit has no label for (answered by the LLMs after it: evidence on demand) makes it ask
+    ``refit`` for a fit over the texts answered now, once, before it answers."""
 
-    def __init__(self, result: AnnotationResult, text_ids: Sequence[str]) -> None:
+    def __init__(self, result: AnnotationResult, text_ids: Sequence[str],
+                 refit: Callable[[], AnnotationResult] | None = None) -> None:
         self.result = result
         self._index = {text_id: i for i, text_id in enumerate(text_ids)}
+        self._refit = refit
 
     def fit(self, evidence: PanelEvidence, y: np.ndarray) -> "StoredFitAnnotator":
         return self
@@ -102,6 +119,10 @@ class StoredFitAnnotator:
         if evidence.text_ids is None or unknown:
             raise ProjectError("MoLAM's fit does not cover these texts: fit MoLAM again on the MoLAM page")
         rows = np.array([self._index[t] for t in evidence.text_ids], dtype=int)
+        if (self.result.labels[rows] < 0).any() and self._refit is not None:
+            self.result = self._refit()
+        if (self.result.labels[rows] < 0).any():
+            raise ProjectError("MoLAM's fit has no label for some of these texts (no evidence from every LLM yet)")
         result = self.result
         return Annotation(result.labels[rows], result.probability[rows], result.proba[rows],
                           np.asarray(result.negatives, dtype=bool)[rows])
@@ -126,11 +147,12 @@ class AnnotationService:
 
     def llm_seed_accuracy(self) -> dict[str, float]:
         """Zero-shot accuracy of each LLM (its most probable label, z) on the seed labels; nothing is fitted."""
-        evidence, y = self.panel.require_evidence(), self.dataset.require_seeds()
+        y = self.dataset.require_seeds()
+        seeded = np.flatnonzero(y >= 0)
+        covered, evidence = self.panel.covered_evidence(required=seeded)
         from ..annotation import SingleLLM
 
-        seeded = np.flatnonzero(y >= 0)
-        subset = evidence.subset(seeded)
+        subset = evidence.subset(np.searchsorted(covered, seeded))
         return {
             name: float((SingleLLM(j).fit(subset, y[seeded]).annotate(subset).labels == y[seeded]).mean())
             for j, name in enumerate(evidence.models)
@@ -146,6 +168,16 @@ class AnnotationService:
                 y[index] = label
         return y
 
+    def scope(self, settings: AnnotatorSettings | None = None) -> "FitScope":
+        """What MoLAM is fitted on now: the texts every LLM has answered (all of them with full evidence;
+        with evidence on demand the human-labeled texts, the self-training sample and the queried texts),
+        their evidence, the human labels and seeds on them. Refused while a human-labeled text lacks evidence."""
+        settings = settings or self.settings()
+        seeds = self.dataset.require_seeds()
+        y = self.fit_labels(settings)
+        covered, evidence = self.panel.covered_evidence(required=np.flatnonzero(y >= 0))
+        return FitScope(covered, evidence, y[covered], seeds[covered])
+
     def fit(self, settings: AnnotatorSettings | None = None, cv: bool = True) -> FitReport:
         """Fit MoLAM on the human labels (:meth:`fit_labels`; self-training on the other texts),
         annotate every text and store it.
@@ -158,17 +190,18 @@ class AnnotationService:
         the same folds, over the seeds alone. With fewer than 5 seeds MoLAM is fitted and the report
         says that no estimate is possible. Without ``cv`` (the loop's refit on reviewed labels) the
         last report's estimates are kept while they are for the same seeds and settings.
-        Nothing is chosen on the validation split.
+        Nothing is chosen on the validation split. With evidence on demand all of this is over the texts
+        the panel has answered (:meth:`scope`); the others get no label (-1) until they are answered.
         """
         settings = settings or self.settings()
-        evidence, seeds = self.panel.require_evidence(), self.dataset.require_seeds()
-        y = self.fit_labels(settings)
+        scope = self.scope(settings)
+        evidence, seeds, y = scope.evidence, scope.seeds, scope.y
         from .. import annotation as ann
         from ..encoder import EncoderError
 
         molam = make_molam(settings)
         try:
-            text_member = self._text_member(settings.random_state) if ann.reads_text_member(molam) else None
+            text_member = self._text_member(settings.random_state, scope.indices) if ann.reads_text_member(molam) else None
             panel = text_member.add_to(evidence, y) if text_member is not None else evidence
             molam.fit(panel, y)
             result = molam.annotate(panel)
@@ -186,7 +219,7 @@ class AnnotationService:
         mean = ann.MeanProbability().fit(evidence, y).annotate(evidence)
         cv_accuracy: dict[str, tuple[float, float]] = {}
         estimates_dict = None
-        seed_key = self._seed_key(seeds, settings)
+        seed_key = self._seed_key(seeds, settings, evidence)
         previous = None if cv else self.fit_report()
         if estimates is not None:
             cv_accuracy = {name: (e.accuracy, e.fold_std) for name, e in estimates.methods.items()}
@@ -208,16 +241,25 @@ class AnnotationService:
             labeled_accuracy=labeled_accuracy,
             llm_value=llm_value,
         )
+        n, rows = self.store.n_texts, scope.indices
+
+        def every_text(values, missing) -> np.ndarray:
+            """``values`` over the scope's texts spread over every text, ``missing`` where no evidence is."""
+            values = np.asarray(values)
+            out = np.full((n, *values.shape[1:]), missing, dtype=values.dtype if missing is not np.nan else float)
+            out[rows] = values
+            return out
+
         stored = AnnotationResult(
-            labels=np.asarray(result.labels, dtype=int),
-            probability=np.asarray(result.probability, dtype=float),
-            proba=np.asarray(result.proba, dtype=float),
-            negatives=negative_mask,
-            vote=np.asarray(vote.labels, dtype=int),
-            mean=np.asarray(mean.labels, dtype=int),
+            labels=every_text(np.asarray(result.labels, dtype=int), -1),
+            probability=every_text(np.asarray(result.probability, dtype=float), np.nan),
+            proba=every_text(np.asarray(result.proba, dtype=float), 0.0),
+            negatives=every_text(negative_mask, False),
+            vote=every_text(np.asarray(vote.labels, dtype=int), -1),
+            mean=every_text(np.asarray(mean.labels, dtype=int), -1),
             # The Review page shows the text member beside the LLMs.
-            text_member_proba=panel.label_probs[:, -1] if text_member is not None else None,
-            fit_y=np.asarray(y, dtype=int),
+            text_member_proba=every_text(panel.label_probs[:, -1], 0.0) if text_member is not None else None,
+            fit_y=self.fit_labels(settings),
         )
         with self.store.transaction():
             self.store.put_annotation_result(stored)
@@ -242,8 +284,9 @@ class AnnotationService:
         about 35 s for the whole fit with its cross-validation)."""
         report = self.fit_report()
         settings = self.settings()
-        seeds = self.dataset.require_seeds()
-        if report is None or report.estimates is None or report.seed_key != self._seed_key(seeds, settings):
+        scope = self.scope(settings)
+        seeds = scope.seeds
+        if report is None or report.estimates is None or report.seed_key != self._seed_key(seeds, settings, scope.evidence):
             raise ProjectError("fit MoLAM with its cross-validation on the MoLAM page first: what each LLM adds "
                                "is measured on the same seeds and folds")
         from .. import annotation as ann
@@ -251,8 +294,8 @@ class AnnotationService:
 
         molam = make_molam(settings)
         try:
-            text_member = self._text_member(settings.random_state) if ann.reads_text_member(molam) else None
-            values = leave_one_llm_out(molam, self.panel.require_evidence(), seeds,
+            text_member = self._text_member(settings.random_state, scope.indices) if ann.reads_text_member(molam) else None
+            values = leave_one_llm_out(molam, scope.evidence, seeds,
                                        random_state=settings.random_state, text_member=text_member)
         except (ann.AnnotationError, EncoderError) as exc:
             raise ProjectError(str(exc)) from None
@@ -281,7 +324,7 @@ class AnnotationService:
         sources = [row.source for row in rows]
         human = [row.is_human for row in rows]
         if scope == "all" and fit is not None:
-            rest = np.setdiff1d(np.arange(self.store.n_texts), [row.text_index for row in rows])
+            rest = np.setdiff1d(np.flatnonzero(fit.labels >= 0), [row.text_index for row in rows])
             proba = np.vstack([proba, fit.proba[rest]])
             given += fit.labels[rest].tolist()
             sources += ["molam"] * len(rest)
@@ -300,13 +343,15 @@ class AnnotationService:
         speeds = self.panel.seconds_per_text()
         return [LLMValue(**v).with_speed(speeds.get(v["model"])) for v in (report.llm_value or [])] if report else []
 
-    def _text_member(self, random_state: int):
-        """The text member over this project's texts (featurised once per process and dataset)."""
+    def _text_member(self, random_state: int, indices: np.ndarray):
+        """The text member over the texts at ``indices`` (the fit's scope), featurised once per process and
+        set of texts."""
         from ..text_member import TextMember
 
-        key = (tuple(self.dataset.text_ids), random_state)
+        ids, texts = self.dataset.text_ids, self.dataset.texts
+        key = (tuple(ids[i] for i in indices), random_state)
         if self._text_member_cache is None or self._text_member_cache[0] != key:
-            self._text_member_cache = (key, TextMember(self.dataset.texts, random_state=random_state))
+            self._text_member_cache = (key, TextMember([texts[i] for i in indices], random_state=random_state))
         return self._text_member_cache[1]
 
     def _comparison_models(self, settings: AnnotatorSettings, evidence: PanelEvidence) -> dict[str, Any]:
@@ -340,17 +385,21 @@ class AnnotationService:
         """Whether the stored fit was fitted on the human labels it would be fitted on now
         (:meth:`fit_labels`: the seeds, and the reviewed labels with ``refit_on_reviews``)."""
         result = self.result()
-        return result is not None and result.fit_y is not None and np.array_equal(result.fit_y, self.fit_labels())
+        return (result is not None and result.fit_y is not None and np.array_equal(result.fit_y, self.fit_labels())
+                and np.array_equal(np.flatnonzero(result.labels >= 0), self.panel.covered_indices()))
 
-    def _seed_key(self, seeds: np.ndarray, settings: AnnotatorSettings) -> str:
+    def _seed_key(self, seeds: np.ndarray, settings: AnnotatorSettings, evidence: PanelEvidence) -> str:
         """What a computation on the seeds alone depends on: the seeds, MoLAM's settings (but for
-        ``refit_on_reviews``) and the panel's evidence."""
+        ``refit_on_reviews``) and the panel's evidence on them (``seeds`` and ``evidence`` over the same
+        texts; texts the panel answers later, as the loop asks, leave it unchanged)."""
         import hashlib
         import json
 
-        described = {**asdict(settings), "refit_on_reviews": None, "models": self.panel.models(),
-                     "evidence_version": self.store.get_setting("evidence_version")}
-        return hashlib.sha256(np.asarray(seeds, dtype=np.int64).tobytes()
+        seeded = np.flatnonzero(np.asarray(seeds) >= 0)
+        described = {**asdict(settings), "refit_on_reviews": None, "models": list(evidence.models)}
+        return hashlib.sha256(np.asarray(seeds, dtype=np.int64)[seeded].tobytes()
+                              + np.ascontiguousarray(evidence.label_probs[seeded]).tobytes()
+                              + np.ascontiguousarray(evidence.vote_shares[seeded]).tobytes()
                               + json.dumps(described, sort_keys=True, default=str).encode()).hexdigest()
 
     def seed_examples(self):
@@ -360,11 +409,15 @@ class AnnotationService:
         from .. import annotation as ann
         from ..review_queue import SeedExamples, seed_examples
 
-        evidence, seeds = self.panel.evidence(), self.dataset.seed_vector()
-        if evidence is None or (seeds >= 0).sum() < ann.MIN_SEEDS_FOR_ESTIMATE:
+        if (self.dataset.seed_vector() >= 0).sum() < ann.MIN_SEEDS_FOR_ESTIMATE:
             return None
         settings = self.settings()
-        key = self._seed_key(seeds, settings)
+        try:
+            scope = self.scope(settings)
+        except ProjectError:  # no evidence on the seeds yet
+            return None
+        evidence, seeds = scope.evidence, scope.seeds
+        key = self._seed_key(seeds, settings, evidence)
         stored = self.store.get_array(_SEED_EXAMPLES) if self.store.get_setting(_SEED_EXAMPLES_KEY) == key else None
         if stored is not None:
             member = stored[:, 4:] if stored.shape[1] > 4 else None
@@ -372,11 +425,12 @@ class AnnotationService:
                                 stored[:, 3].astype(bool))
         molam = make_molam(settings)
         try:
-            text_member = self._text_member(settings.random_state) if ann.reads_text_member(molam) else None
+            text_member = self._text_member(settings.random_state, scope.indices) if ann.reads_text_member(molam) else None
             examples = seed_examples(molam, evidence, seeds, text_member=text_member,
                                      random_state=settings.random_state)
         except ann.AnnotationError as exc:
             raise ProjectError(str(exc)) from None
+        examples = replace(examples, index=scope.indices[examples.index])  # text indices of the project
         columns = [examples.index, examples.labels, examples.probability, examples.wrong]
         table = np.column_stack(columns + ([examples.text_member_proba] if examples.text_member_proba is not None else []))
         with self.store.transaction():
@@ -387,9 +441,14 @@ class AnnotationService:
     def annotator_for_loop(self) -> StoredFitAnnotator:
         """The loop's annotator: the stored fit, fitted first (without the CV estimate) if the human
         labels it is fitted on (:meth:`fit_labels`) changed since the last fit or there was none."""
+        return StoredFitAnnotator(self.current_result(), self.dataset.text_ids, refit=self.current_result)
+
+    def current_result(self) -> AnnotationResult:
+        """The stored fit, fitted again first (without the CV estimate) when it is not :meth:`is_current`:
+        the human labels it is fitted on changed, or the LLMs answered more texts."""
         if not self.is_current():
             self.fit(cv=False)
-        return StoredFitAnnotator(self.result(), self.dataset.text_ids)
+        return self.result()
 
 
 # ----------------------------------------------------------------------------------------------

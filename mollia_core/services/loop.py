@@ -96,7 +96,8 @@ class LoopService:
                json.dumps(asdict(self.annotation.settings()), sort_keys=True), fit)
         if self._loop_cache is None or self._loop_cache[0] != key:
             loop = ActiveLearningLoop.resume(self.store, annotator, settings, annotator_name=name,
-                                             fit_annotator=not isinstance(annotator, StoredFitAnnotator))
+                                             fit_annotator=not isinstance(annotator, StoredFitAnnotator),
+                                             evidence_models=self.annotation.panel.models() or None)
             if self._loop_cache is not None and self._loop_cache[0][0] == key[0]:
                 # Only the annotator changed (MoLAM refitted on reviewed labels): the AL model trained so
                 # far depends on the stored training sets alone, so it is kept rather than re-trained.
@@ -111,14 +112,18 @@ class LoopService:
         settings: LoopConfig | None = None,
         progress: Callable[[Any], None] | None = None,
         cancel: threading.Event | None = None,
+        answer: Callable[..., Any] | None = None,
     ) -> list:
         """Run ``n`` more AL iterations (the first call also trains on the seeds: iteration 0).
 
         One iteration at a time: before each, MoLAM is fitted again (without the CV estimate) where
         it has not been fitted on the human labels as they are now (``AnnotationService.fit_labels``:
         with ``refit_on_reviews``, reviews made while the loop runs reach the next batch's labels).
-        Every step (query, label, train) is committed when it ends; ``progress(StepResult)``
-        reports each one; ``cancel`` stops between steps. Returns the stored iterations.
+        Every step (query, answer, label, train) is committed when it ends; ``progress(StepResult)``
+        reports each one; ``cancel`` stops between steps (and between batches of answers).
+        ``answer`` (``loop.Answerer``) asks the panel's LLMs for queried texts they have not answered
+        (evidence on demand); without it every queried text must have evidence already.
+        Returns the stored iterations.
         """
         if n < 1:
             raise ProjectError("run at least one iteration")
@@ -136,7 +141,9 @@ class LoopService:
                     if cancel is not None and cancel.is_set():
                         break
                     before = self.store.last_iteration()
-                    records = self.active_loop(settings).run(1, progress=progress, cancel=cancel)
+                    loop = self.active_loop(settings)
+                    loop.answer = answer
+                    records = loop.run(1, progress=progress, cancel=cancel)
                     if self.store.last_iteration() == before:  # nothing left to do (the pool is empty)
                         break
                 return records

@@ -18,6 +18,16 @@ from .errors import ProjectError
 #: Seed texts per label that the prompt may show as examples (each lengthens every prompt).
 MAX_DEMONSTRATIONS_PER_CLASS = 5
 
+#: Which texts the LLMs answer (issue 11). ``on-demand`` ("label as you go"): the seed texts, a bounded
+#: sample of the pool for MoLAM's self-training, and each AL iteration's queried texts, answered as a
+#: step of the loop; ``full`` ("label everything"): every text, before MoLAM is fitted.
+EVIDENCE_MODES = ("on-demand", "full")
+DEFAULT_EVIDENCE_MODE = "on-demand"
+#: Unlabeled pool texts the panel answers up front in on-demand mode, for MoLAM's self-training (Eq. 8).
+DEFAULT_SELF_TRAINING_SAMPLE = 200
+#: The sample is drawn once per dataset with this seed, independent of the seeds and the AL run.
+_SAMPLE_RANDOM_STATE = 0
+
 
 @dataclass(frozen=True)
 class AnnotatorSpec:
@@ -176,16 +186,65 @@ class PanelService:
         except ValueError as exc:
             raise ProjectError(str(exc)) from None
 
+    # ------------------------------------------------------------------ which texts the LLMs answer
+    @property
+    def evidence_mode(self) -> str:
+        """``on-demand`` (the default: only the texts MoLAM and the loop need) or ``full`` (every text)."""
+        return self.store.get_setting("evidence_mode", None) or DEFAULT_EVIDENCE_MODE
+
+    @property
+    def self_training_sample(self) -> int | None:
+        """How many unlabeled pool texts the panel answers up front in on-demand mode (None: the whole pool)."""
+        value = self.store.get_setting("self_training_sample", DEFAULT_SELF_TRAINING_SAMPLE)
+        return None if value is None else int(value)
+
+    def set_evidence_plan(self, mode: str, self_training_sample: int | None = DEFAULT_SELF_TRAINING_SAMPLE) -> None:
+        """Choose which texts the LLMs answer: ``mode`` in :data:`EVIDENCE_MODES`; in on-demand mode also
+        the size of the self-training sample (0: none, None: the whole pool)."""
+        if mode not in EVIDENCE_MODES:
+            raise ProjectError(f"evidence mode must be one of {', '.join(EVIDENCE_MODES)}, not {mode!r}")
+        if self_training_sample is not None and (not isinstance(self_training_sample, int) or self_training_sample < 0):
+            raise ProjectError(f"the self-training sample is a number of texts (0 or more), not {self_training_sample!r}")
+        self.store.update_settings({"evidence_mode": mode, "self_training_sample": self_training_sample})
+
+    def sample_indices(self) -> np.ndarray:
+        """The self-training sample: unlabeled pool texts in a fixed random order (one per dataset), the
+        first ``self_training_sample`` of them that are not human-labeled."""
+        pool = np.flatnonzero(self.dataset.splits() == "pool")
+        human = set(np.flatnonzero(self.dataset.seed_vector() >= 0).tolist())
+        order = np.random.default_rng(_SAMPLE_RANDOM_STATE).permutation(pool)
+        unlabeled = np.array([i for i in order if i not in human], dtype=int)
+        size = self.self_training_sample
+        return unlabeled if size is None else unlabeled[:size]
+
+    def needed_indices(self) -> np.ndarray:
+        """The texts the panel has to answer now, most needed first: every text in ``full`` mode; in
+        ``on-demand`` mode the human-labeled texts (MoLAM is fitted on them), then the self-training
+        sample, then the texts the AL iterations queried (the loop answers those as its step)."""
+        if self.evidence_mode == "full":
+            return np.arange(self.store.n_texts)
+        human = np.flatnonzero(self.dataset.seed_vector() >= 0)
+        queried = [i for record in self.store.iterations() for i in record.queried]
+        ordered = dict.fromkeys([*human.tolist(), *self.sample_indices().tolist(), *queried])
+        return np.array(list(ordered), dtype=int)
+
+    def covered_indices(self) -> np.ndarray:
+        """The texts every LLM of the panel has answered (sorted): those MoLAM can label."""
+        models = self.models()
+        return self.store.covered_indices(models) if models else np.zeros(0, dtype=int)
+
     # ------------------------------------------------------------------ evidence
     def evidence_counts(self) -> dict[str, int]:
         """How many texts have evidence, per model of the panel (and any model stored before)."""
         coverage = self.store.evidence_coverage()
         return {m: coverage.get(m, 0) for m in dict.fromkeys(self.models() + list(coverage))}
 
-    def missing_evidence(self, model: str) -> list[int]:
-        """Indices of the texts that have no evidence from ``model`` yet."""
+    def missing_evidence(self, model: str, indices: Sequence[int] | None = None) -> list[int]:
+        """Indices of the texts (of ``indices``, in their order; default every text) that have no evidence
+        from ``model`` yet."""
         done = set(self.store.evidence_indices(model).tolist())
-        return [i for i in range(self.store.n_texts) if i not in done]
+        wanted = range(self.store.n_texts) if indices is None else [int(i) for i in indices]
+        return [i for i in wanted if i not in done]
 
     def run_evidence(
         self,
@@ -194,8 +253,10 @@ class PanelService:
         cancel: threading.Event | None = None,
         chunk_size: int = 64,
         seconds_per_text: Mapping[str, float] | None = None,
+        indices: Sequence[int] | None = None,
     ) -> dict[str, int]:
-        """Ask each source for the texts its model has not answered yet, and store the records.
+        """Ask each source for the texts (of ``indices``, in their order; default :meth:`needed_indices`)
+        its model has not answered yet, and store the records.
 
         Texts go in chunks of ``chunk_size`` and each chunk is committed as soon as it is
         done, so a cancel (``Cancelled`` propagates) or a crash loses at most one chunk
@@ -209,7 +270,8 @@ class PanelService:
         labels, texts = list(self.dataset.labels), self.dataset.texts
         ids = self.dataset.text_ids
         added: dict[str, int] = {}
-        todos = {spec.display_name: self.missing_evidence(spec.display_name) for spec, _ in sources}
+        wanted = self.needed_indices() if indices is None else indices
+        todos = {spec.display_name: self.missing_evidence(spec.display_name, wanted) for spec, _ in sources}
         eta = PanelEta({model: len(todo) for model, todo in todos.items()},
                        {**self.seconds_per_text(), **(seconds_per_text or {})})
         for spec, source in sources:
@@ -236,6 +298,41 @@ class PanelService:
                 added[model] += len(records)
                 report(Progress(len(chunk), len(chunk), 0.0))
         return added
+
+    def answer(
+        self,
+        indices: Sequence[int] | None,
+        source_for: Callable[[AnnotatorSpec], EvidenceSource],
+        progress: Callable[[str, Progress], None] | None = None,
+        cancel: threading.Event | None = None,
+        release: Callable[[EvidenceSource], None] | None = None,
+        models: Sequence[str] | None = None,
+    ) -> dict[str, int]:
+        """Every LLM of the panel that can run (``models``: only these; replayed evidence is not run)
+        answers the texts of ``indices`` (default :meth:`needed_indices`) it has not answered, one model
+        after the other: ``source_for(spec)`` gives its source (asked only when it has texts to do; the
+        caller may keep it loaded for the next call), ``release(source)`` after it (e.g. to free memory). Returns the new records per model. What the evidence job, the CLI and
+        the loop's answering step call."""
+        wanted = self.needed_indices() if indices is None else [int(i) for i in indices]
+        specs = [s for s in self.specs() if s.kind != "replay" and (models is None or s.display_name in models)]
+        added: dict[str, int] = {}
+        for spec in specs:
+            if cancel is not None and cancel.is_set():
+                break
+            if not self.missing_evidence(spec.display_name, wanted):
+                continue
+            source = source_for(spec)
+            try:
+                added.update(self.run_evidence([(spec, source)], progress=progress, cancel=cancel, indices=wanted))
+            finally:
+                if release is not None:
+                    release(source)
+        return added
+
+    def unanswerable(self, indices: Sequence[int]) -> list[str]:
+        """Panel members that lack evidence for some of ``indices`` and cannot be asked (replayed evidence)."""
+        return [s.display_name for s in self.specs()
+                if s.kind == "replay" and self.missing_evidence(s.display_name, indices)]
 
     def _add_evidence_time(self, model: str, seconds: float, n_texts: int) -> None:
         timing = self.store.get_setting("evidence_seconds", {})
@@ -306,15 +403,18 @@ class PanelService:
         self.set_specs(panel)
         return added
 
-    def evidence(self) -> PanelEvidence | None:
-        """The panel's evidence on every text, in dataset order; None while any text lacks some."""
+    def evidence(self, partial: bool = False) -> PanelEvidence | None:
+        """The panel's evidence on every text, in dataset order; None while any text lacks some, unless
+        ``partial``: then zeros stand where an LLM has not answered (:meth:`covered_indices` says which
+        texts are complete; None before any evidence)."""
         models = self.models()
         coverage = self.store.evidence_coverage()
-        if not models or any(coverage.get(m, 0) < self.store.n_texts for m in models):
+        complete = bool(models) and all(coverage.get(m, 0) >= self.store.n_texts for m in models)
+        if not models or not (complete or partial and any(coverage.get(m, 0) for m in models)):
             return None
         key = (tuple(models), tuple(coverage.get(m, 0) for m in models), self.store.get_setting("evidence_version"))
         if self._evidence_cache is None or self._evidence_cache[0] != key:
-            self._evidence_cache = (key, self.store.evidence(models))
+            self._evidence_cache = (key, self.store.evidence(models, partial=not complete))
         return self._evidence_cache[1]
 
     def require_evidence(self) -> PanelEvidence:
@@ -324,3 +424,19 @@ class PanelService:
                 raise ProjectError("no LLM panel chosen: pick annotators on the Annotators page")
             raise ProjectError("LLM evidence is incomplete: run the annotators on the Annotators page first")
         return evidence
+
+    def covered_evidence(self, required: Sequence[int] = ()) -> tuple[np.ndarray, PanelEvidence]:
+        """The texts every LLM has answered and the panel's evidence on them (``PanelEvidence`` over those
+        texts, in text order, with their ids): what MoLAM is fitted on and labels. ``required`` texts (the
+        human-labeled ones) must be among them, else a ``ProjectError`` says how many lack evidence."""
+        if not self.specs():
+            raise ProjectError("no LLM panel chosen: pick annotators on the Annotators page")
+        covered = self.covered_indices()
+        lacking = np.setdiff1d(np.asarray(required, dtype=int), covered)
+        if len(lacking) or not len(covered):
+            raise ProjectError(
+                f"{len(lacking) if len(lacking) else 'the'} labeled text(s) have no evidence from every LLM of the "
+                "panel yet: run the annotators on the Annotators page first"
+            )
+        evidence = self.evidence(partial=True)
+        return covered, evidence if len(covered) == self.store.n_texts else evidence.subset(covered)

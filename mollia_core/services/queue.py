@@ -94,7 +94,7 @@ class ReviewQueueService:
         fit = self.annotation.result()
         member = fit.text_member_proba[index].argmax(axis=1) if fit is not None and fit.text_member_proba is not None \
             else None
-        n_llms = len(self.panel.evidence().models) if self.panel.evidence() is not None else 0
+        n_llms = len(self.panel.models())
         ids, texts = self.dataset.text_ids, self.dataset.texts
         frame = pd.DataFrame({
             "id": [ids[i] for i in index],
@@ -134,7 +134,7 @@ class ReviewQueueService:
                                     al_labels)
 
     def _votes(self) -> np.ndarray:
-        evidence = self.panel.evidence()  # the panel service keeps one evidence object per state
+        evidence = self.panel.evidence(partial=True)  # the panel service keeps one evidence object per state
         if evidence is None:
             return np.zeros((self.store.n_texts, 0), dtype=int)
         if self._votes_cache is None or self._votes_cache[0] is not evidence:

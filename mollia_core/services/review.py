@@ -119,7 +119,9 @@ class ReviewService:
         """One text's evidence (per-LLM z, c, raw answers), MoLAM's view of it and its current label."""
         index = self.dataset.index_of(text_id)
         labels = self.dataset.labels
-        panel = self.panel.evidence()
+        panel = self.panel.evidence(partial=True)
+        if panel is not None and index not in set(self.panel.covered_indices().tolist()):
+            panel = None  # not answered by every LLM yet (evidence on demand)
         models = panel.models if panel is not None else ()
         z = panel.label_probs[index] if panel is not None else None
         c = panel.vote_shares[index] if panel is not None else None
@@ -134,7 +136,7 @@ class ReviewService:
             none = np.append(none, 0.0)
         molam_label = molam_probability = vote_label = mean_label = None
         negatives: list[str] = []
-        if fit is not None:
+        if fit is not None and fit.labels[index] >= 0:
             molam_label = labels[int(fit.labels[index])]
             molam_probability = float(fit.probability[index])
             negatives = [labels[j] for j in np.flatnonzero(fit.negatives[index])]
@@ -204,28 +206,32 @@ class ReviewService:
                 self.store.accept(index)
         return len(acceptable)
 
-    def undo(self, text_id: str) -> bool:
+    def undo(self, text_id: str) -> None:
         """Withdraw the text's latest accept or override: it goes back to the model's suggestion (or
-        leaves L if a human review alone put it there). Returns True; nothing to undo (no review, or a
-        seed label: change seeds on the Data page) is a :class:`ProjectError`."""
+        leaves L if a human review alone put it there). Nothing to undo (no review, or a seed label:
+        change seeds on the Data page) is a :class:`ProjectError`."""
         if self.store.undo_response(self.dataset.index_of(text_id)) is None:
             raise ProjectError(f"{text_id!r} has no accept or override to undo")
-        return True
 
     def annotation_frame(self) -> pd.DataFrame:
-        """MoLAM's annotation of every text: text_id, label, probability, negatives (list), vote and mean label."""
+        """MoLAM's annotation of every text: text_id, label, probability, negatives (list), vote and mean label;
+        a text the panel has not answered (evidence on demand) has no label (None) and no probability."""
         labels = self.dataset.labels
         fit = self.annotation.result()
         if fit is None:
             raise ProjectError("MoLAM is not fitted yet: fit it on the MoLAM page")
+
+        def named(values) -> list:
+            return [labels[k] if k >= 0 else None for k in values]
+
         return pd.DataFrame(
             {
                 "text_id": self.dataset.text_ids,
-                "label": [labels[k] for k in fit.labels],
+                "label": named(fit.labels),
                 "probability": fit.probability,
                 "negatives": [[labels[k] for k in np.flatnonzero(row)] for row in fit.negatives],
-                "vote_label": [labels[k] for k in fit.vote],
-                "mean_label": [labels[k] for k in fit.mean],
+                "vote_label": named(fit.vote),
+                "mean_label": named(fit.mean),
             }
         )
 
@@ -234,8 +240,9 @@ class ReviewService:
         text and id columns, which are ``text`` and ``id``).
 
         scope ``labeled``: the labeled set L (seeds, MoLAM's labels, overrides).
-        scope ``all``: every text; those outside L get MoLAM's label from its fit (source ``molam``,
-        no iteration), those MoLAM has not seen are left out.
+        scope ``all``: every text MoLAM has labeled; those outside L get MoLAM's label from its fit (source
+        ``molam``, no iteration); texts MoLAM has not seen (fitted before they were added, or not answered by
+        the panel: evidence on demand) are left out.
         """
         if scope not in ("labeled", "all"):
             raise ProjectError(f"unknown export scope {scope!r}: use 'labeled' or 'all'")
@@ -243,7 +250,7 @@ class ReviewService:
         if scope == "all" and self.annotation.is_annotated():
             labeled = set(frame["_index"])
             annotation = self.annotation_frame()
-            rest = [i for i in range(self.store.n_texts) if i not in labeled]
+            rest = [i for i in np.flatnonzero(self.annotation.result().labels >= 0).tolist() if i not in labeled]
             texts = self.dataset.texts
             extra = pd.DataFrame(
                 {
