@@ -197,6 +197,7 @@ def dashboard_project(projects, trec):
     evidence = trec_records(trec, 150, models=3)
     specs = [AnnotatorSpec(kind="replay", model=model, path="trec.jsonl") for model in evidence]
     project.set_panel(specs)
+    project.panel.set_evidence_plan("full")  # every text, the validation split's too
     project.panel.run_evidence([(spec, ReplaySource(records)) for spec, records in zip(specs, evidence.values())])
     project.take_seeds_from_column(40)
     project.fit_annotator()
