@@ -484,7 +484,9 @@ class ActiveLearningLoop:
         self._read_evidence()
         still = self.unanswered(record.queried)
         if still and not (cancel is not None and cancel.is_set()):
-            raise LoopError(f"{len(still)} queried texts still have no evidence from every LLM after asking the panel")
+            raise LoopError(f"{len(still)} queried texts still have no evidence from every LLM after asking the panel: "
+                            "an LLM whose evidence is replayed from a file cannot be asked for more; import its "
+                            "evidence for every text, or take it out of the panel")
         answered = record.metrics.get("n_answered", 0) + len(todo) - len(still)
         return self.store.update_iteration(record.iteration, metrics={"n_answered": answered},
                                            timings={"answer_s": record.timings.get("answer_s", 0.0) + answer_s})

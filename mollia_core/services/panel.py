@@ -329,11 +329,6 @@ class PanelService:
                     release(source)
         return added
 
-    def unanswerable(self, indices: Sequence[int]) -> list[str]:
-        """Panel members that lack evidence for some of ``indices`` and cannot be asked (replayed evidence)."""
-        return [s.display_name for s in self.specs()
-                if s.kind == "replay" and self.missing_evidence(s.display_name, indices)]
-
     def _add_evidence_time(self, model: str, seconds: float, n_texts: int) -> None:
         timing = self.store.get_setting("evidence_seconds", {})
         spent = timing.get(model, {"seconds": 0.0, "texts": 0})
