@@ -111,8 +111,11 @@ else:
     )
 
 annotation = project.annotation_frame()
+annotation = annotation[annotation["label"].notna()]  # label as you go: texts no LLM answered have no label yet
 c1, c2, c3 = st.columns(3)
-c1.metric("Texts annotated", len(annotation))
+c1.metric("Texts annotated", f"{len(annotation)} of {project.store.n_texts}",
+          help="MoLAM labels the texts every LLM has answered: with label as you go, the seed texts, the "
+               "self-training sample and the texts the loop queried.")
 c2.metric("With negative labels", report.n_with_negatives,
           help="Texts for which at least one label is ruled out by every LLM (z < δ).")
 c3.metric("Confident (p ≥ σ)", int((annotation["probability"] >= settings.sigma).sum()))

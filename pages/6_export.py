@@ -27,6 +27,10 @@ if frame.empty:
     st.stop()
 counts = frame["source"].value_counts()
 st.write(f"**{len(frame)}** texts · " + " · ".join(f"{n} {source}" for source, n in counts.items()))
+if scope == "all" and len(frame) < project.store.n_texts:
+    st.caption(f"{project.store.n_texts - len(frame)} texts are left out: not every LLM of the panel has answered them "
+               "yet (label as you go), so MoLAM has no label for them. Label everything on the Annotators page "
+               "to have them all.")
 st.caption("Columns: id, text, label, source (seed / accept / override / molam), molam_probability, negative_labels, "
            "flag (d_anno), iteration, then your original columns.")
 neutralize = st.checkbox(

@@ -208,3 +208,20 @@ def test_a_real_llm_labels_as_you_go_and_a_kill_while_it_answers_loses_nothing(p
     assert project.panel.evidence_counts()["smollm2-135m"] == len(needed) <= 16  # no other text was asked
     assert set(records[1].queried) <= set(project.panel.covered_indices().tolist())
     assert {row.text_index for row in project.store.annotations() if row.source == "molam"} == set(queried.queried)
+
+
+def test_the_pages_count_only_the_texts_molam_has_labeled(projects, trec):
+    from app_helpers import app, assert_no_exception, errors
+
+    project, _ = on_demand_project(trec, "pages")
+    project.annotation.fit(LLM_ONLY)
+    answered = len(project.panel.covered_indices())
+    project.store.close()
+    molam = app("pages", "pages/3_molam.py")
+    assert_no_exception(molam)
+    assert not errors(molam)
+    assert next(m.value for m in molam.metric if m.label == "Texts annotated") == f"{answered} of 150"
+    export = app("pages", "pages/6_export.py")
+    export.radio(key="export_scope").set_value("all").run()
+    assert_no_exception(export)
+    assert any(f"{150 - answered} texts are left out" in c.value for c in export.caption)
