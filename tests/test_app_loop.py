@@ -42,7 +42,7 @@ def test_molam_page_fits_and_compares_honestly(projects, trec):
     shown = at.dataframe[0].value
     assert list(shown["method"]) == list(report.cv_accuracy)
     metrics = {m.label: m.value for m in at.metric}
-    assert metrics["Texts annotated"] == str(N)
+    assert metrics["Texts annotated"] == f"{N} of {N}"
     assert metrics["With negative labels"] == str(report.n_with_negatives)
 
 
