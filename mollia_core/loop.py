@@ -386,7 +386,7 @@ class ActiveLearningLoop:
             action = self.next_step(target)
             if action == "done":
                 break
-            result = self._do(action, cancel) if action == "answer" else self._do(action)
+            result = self._do(action, cancel)
             if progress is not None:
                 progress(result)
         return self.store.iterations()

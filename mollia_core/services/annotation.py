@@ -246,7 +246,7 @@ class AnnotationService:
         def every_text(values, missing) -> np.ndarray:
             """``values`` over the scope's texts spread over every text, ``missing`` where no evidence is."""
             values = np.asarray(values)
-            out = np.full((n, *values.shape[1:]), missing, dtype=values.dtype if missing is not np.nan else float)
+            out = np.full((n, *values.shape[1:]), missing, dtype=np.result_type(values.dtype, type(missing)))
             out[rows] = values
             return out
 
