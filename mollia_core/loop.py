@@ -500,9 +500,9 @@ class ActiveLearningLoop:
         # A text a human labeled after it was queried keeps the human's label.
         labeled = set(self.store.labeled_indices().tolist())
         to_label = np.array([i for i in record.queried if i not in labeled], dtype=int)
-        if self.unanswered(to_label):
-            raise LoopError(f"{len(self.unanswered(to_label))} queried texts have no evidence from every LLM: "
-                            "the answer step comes first")
+        unanswered = self.unanswered(to_label)
+        if unanswered:
+            raise LoopError(f"{len(unanswered)} queried texts have no evidence from every LLM: the answer step comes first")
         start = time.perf_counter()
         annotation = self.annotator.annotate(self.evidence.subset(to_label)) if len(to_label) else None
         label_s = time.perf_counter() - start

@@ -110,10 +110,11 @@ def plan_choices(project: "Project", rates: Sequence[MeasuredRate]) -> list[Plan
     """
     panel = project.panel
     human = np.flatnonzero(project.dataset.seed_vector() >= 0)
-    up_front = np.unique(np.concatenate([human, panel.sample_indices()])).astype(int)
+    sample = panel.sample_indices()
+    up_front = np.unique(np.concatenate([human, sample])).astype(int)
     settings = project.loop.loop_settings()
     # Queried texts come from the unlabeled pool; those in the sample are answered already.
-    unanswered_pool = max(project.loop.pool_size() - len(panel.sample_indices()), 0)
+    unanswered_pool = max(project.loop.pool_size() - len(sample), 0)
     queries = min(settings.batch_size * settings.planned_iterations, unanswered_pool)
     specs = [s for s in panel.specs() if s.display_name in {r.model for r in rates}]
     choices = []
