@@ -2,6 +2,7 @@
 
     python benchmarks/estimate_quality.py --evidence ../shared/data/paper-evidence/trec
     python benchmarks/estimate_quality.py --evidence ../shared/data/paper-evidence/imdb --json
+    python benchmarks/estimate_quality.py --dataset "bbc-news headlines (embedded panel)" --cache /tmp/lq/evidence.sqlite
 
 Protocol (that of ``benchmarks/label_quality.py``, whose loaders this reuses): for each of
 ``--seed-sets`` (5) seed sets, ``--n-seeds`` (50) random texts get their gold label as the human
@@ -42,7 +43,7 @@ for path in (REPO_ROOT, REPO_ROOT / "benchmarks"):
     if str(path) not in sys.path:
         sys.path.insert(0, str(path))
 
-from label_quality import Dataset, load_evidence_dir, seed_vector  # noqa: E402
+from label_quality import DATASETS, DEFAULT_CACHE, Dataset, load_evidence_dir, seed_vector  # noqa: E402
 
 from mollia_core.annotation import MoLAM, estimate_accuracy, estimate_labeled_accuracy  # noqa: E402
 from mollia_core.text_member import TextMember  # noqa: E402
@@ -123,16 +124,23 @@ def table(name: str, result: dict) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--evidence", required=True, help="a folder in the paper-evidence layout")
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--evidence", help="a folder in the paper-evidence layout")
+    source.add_argument("--dataset", choices=list(DATASETS), help="a dataset of label_quality.py (embedded-panel "
+                        "datasets read the evidence its `collect` left in --cache)")
+    parser.add_argument("--cache", type=Path, default=DEFAULT_CACHE, help="label_quality.py's evidence cache")
     parser.add_argument("--n-seeds", type=int, default=50)
     parser.add_argument("--seed-sets", type=int, default=5)
     parser.add_argument("--first-seed-set", type=int, default=0)
     parser.add_argument("--json", action="store_true", help="print one JSON object on the last line of stdout")
     args = parser.parse_args()
     log = (lambda *a: print(*a, file=sys.stderr, flush=True)) if args.json else (lambda *a: print(*a, flush=True))
-    if not (Path(args.evidence) / "meta_x.npy").is_file():
+    if args.evidence and not (Path(args.evidence) / "meta_x.npy").is_file():
         parser.error(f"{args.evidence} is not a paper-evidence folder (no meta_x.npy in it)")
-    dataset = load_evidence_dir(args.evidence)
+    dataset = load_evidence_dir(args.evidence) if args.evidence else DATASETS[args.dataset](args.cache)
+    if dataset is None or dataset.evidence.n_texts < 2 * args.n_seeds:
+        parser.error(f"{args.dataset}: fewer than {2 * args.n_seeds} texts with evidence from every model in "
+                     f"{args.cache} (run `label_quality.py collect` first)")
     member = TextMember(dataset.texts) if dataset.texts is not None else None
     runs = []
     for s in range(args.first_seed_set, args.first_seed_set + args.seed_sets):
@@ -144,7 +152,7 @@ def main() -> None:
             f"widened [{r['calibrated, widened']['low']:.3f}, {r['calibrated, widened']['high']:.3f}] "
             f"(T = {r['temperature']:.2f}; {time.perf_counter() - started:.0f} s)")
     result = summary(runs)
-    log(table(Path(args.evidence).name, result))
+    log(table(Path(args.evidence).name if args.evidence else args.dataset, result))
     if args.json:
         print(json.dumps({**result, "runs": runs}))
 

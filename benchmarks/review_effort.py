@@ -18,7 +18,10 @@ same budget in random order and in d_anno order (flagged texts first, random amo
 queue with refitting off; and the upper reference, all-gold AL (annotator ``gold``: 50 human labels
 per iteration). Reported per configuration, mean and std over seed sets: human labels spent (seeds
 + reviews), labeled-set accuracy against gold after the last iteration, final AL test accuracy, the
-share of reviewed texts whose label was wrong, and MoLAM's accuracy on the queried texts.
+share of reviewed texts whose label was wrong, MoLAM's accuracy on the queried texts, and the
+product's no-gold estimate of the labeled set's accuracy (``project.annotation.labeled_set_estimate()``,
+what the Review and Export pages show) against the truth: signed and absolute error, and how often
+its 95 % interval held the truth.
 Nothing is chosen or tuned on gold labels; they only play the reviewer and score the result.
 ``--json`` prints one JSON object on the last line of stdout (tables go to stderr).
 """
@@ -92,12 +95,15 @@ def review(project: Project, indices: list[int], gold: np.ndarray) -> int:
 
 def prepared(evidence: Path, workdir: Path, annotator: str, seed: int, args: argparse.Namespace) -> Path:
     """The project of one seed set and annotator, built once (texts, evidence, seeds, MoLAM's fit on
-    the seeds and its out-of-fold labels on them, which only the seeds decide) and copied for each run."""
+    the seeds with its cross-validation and its out-of-fold labels on them, which only the seeds decide)
+    and copied for each run."""
     path = workdir / f"prepared-{annotator}-{seed}.mollia.sqlite"
     if not path.exists():
         values = run_values(evidence, annotator, seed, args.iterations, args.batch, args.n_seeds)
         project = prepare_project(parse_config(values), path)
         if annotator != "gold":
+            # the MoLAM page's Fit MoLAM: with its cross-validation, whose calibration the estimate reads
+            project.fit_annotator(AnnotatorSettings(method=annotator, random_state=seed), cv=True)
             project.annotation.seed_examples()
         project.store.close()
     return path
@@ -129,14 +135,22 @@ def run_one(evidence: Path, workdir: Path, name: str, annotator: str, k: int, or
             reviewed += len(chosen)
             record = loop.step().record  # train, reviews included
             rows = project.store.annotations()
+            estimate = project.annotation.labeled_set_estimate()  # what the Review and Export pages show
+            queue = project.queue.ranked()  # every model label of L no human reviewed, with its wrong_chance
             curve.append({"human_labels": args.n_seeds + reviewed,
                           "labeled_accuracy": float(np.mean([r.label == gold[r.text_index] for r in rows])),
+                          "estimated_accuracy": estimate.overall.accuracy if estimate is not None else None,
+                          "estimate_low": estimate.overall.low if estimate is not None else None,
+                          "estimate_high": estimate.overall.high if estimate is not None else None,
+                          # the queue's chance of a wrong label, learned on the human labels, as an estimate
+                          "queue_estimated_accuracy": 1.0 - float(queue["wrong_chance"].sum()) / len(rows),
                           "test_accuracy": record.metrics["test_accuracy"]})
         batches = [it.metrics.get("annotator_batch_accuracy") for it in project.iterations()[1:]]
         human = args.n_seeds + reviewed + (args.iterations * args.batch if annotator == "gold" else 0)
         return {
             "human_labels": human,
             "labeled_accuracy": curve[-1]["labeled_accuracy"],
+            **_estimate_error(curve[-1]),
             "final_accuracy": curve[-1]["test_accuracy"],
             "reviewed_wrong_share": wrong / reviewed if reviewed else None,
             "annotator_accuracy": float(np.mean([b for b in batches if b is not None])),
@@ -144,6 +158,17 @@ def run_one(evidence: Path, workdir: Path, name: str, annotator: str, k: int, or
         }
     finally:
         project.store.close()
+
+
+def _estimate_error(point: dict) -> dict:
+    """The no-gold estimate of the labeled set's accuracy at a point of the curve against the truth."""
+    if point["estimated_accuracy"] is None:
+        return {"estimated_accuracy": None, "estimate_error": None, "estimate_abs_error": None, "estimate_covered": None}
+    error = point["estimated_accuracy"] - point["labeled_accuracy"]
+    queue_error = point["queue_estimated_accuracy"] - point["labeled_accuracy"]
+    return {"estimated_accuracy": point["estimated_accuracy"], "estimate_error": error, "estimate_abs_error": abs(error),
+            "estimate_covered": float(point["estimate_low"] <= point["labeled_accuracy"] <= point["estimate_high"]),
+            "queue_estimate_error": queue_error, "queue_estimate_abs_error": abs(queue_error)}
 
 
 def configurations(args: argparse.Namespace) -> list[tuple[str, str, int, str, bool]]:
@@ -162,8 +187,10 @@ def summary(per_seed: dict[str, list[dict]]) -> dict:
     out = {}
     for name, runs in per_seed.items():
         row: dict = {"seed_sets": len(runs)}
-        for key in ("human_labels", "labeled_accuracy", "final_accuracy", "reviewed_wrong_share", "annotator_accuracy"):
-            values = [r[key] for r in runs if r[key] is not None]
+        for key in ("human_labels", "labeled_accuracy", "final_accuracy", "reviewed_wrong_share", "annotator_accuracy",
+                    "estimated_accuracy", "estimate_error", "estimate_abs_error", "estimate_covered",
+                    "queue_estimate_error", "queue_estimate_abs_error"):
+            values = [r[key] for r in runs if r.get(key) is not None]
             if values:
                 row[key], row[f"{key}_std"] = float(np.mean(values)), float(np.std(values))
         out[name] = row
@@ -172,7 +199,8 @@ def summary(per_seed: dict[str, list[dict]]) -> dict:
 
 def table(result: dict) -> str:
     lines = ["| configuration | human labels | labeled-set accuracy | final AL test accuracy | wrong among reviewed | "
-             "MoLAM on queried | seed sets |", "|---|---|---|---|---|---|---|"]
+             "MoLAM on queried | labeled set estimated (no gold) | estimate error signed / abs | interval held truth "
+             "| seed sets |", "|---|---|---|---|---|---|---|---|---|---|"]
 
     def cell(row: dict, key: str) -> str:
         return f"{row[key]:.3f} ± {row[key + '_std']:.3f}" if key in row else ""
@@ -180,7 +208,10 @@ def table(result: dict) -> str:
     for name, row in result.items():
         lines.append(f"| {name} | {row['human_labels']:.0f} | {cell(row, 'labeled_accuracy')} | "
                      f"{cell(row, 'final_accuracy')} | {cell(row, 'reviewed_wrong_share')} | "
-                     f"{cell(row, 'annotator_accuracy')} | {row['seed_sets']} |")
+                     f"{cell(row, 'annotator_accuracy')} | {cell(row, 'estimated_accuracy')} | "
+                     + (f"{row['estimate_error'] * 100:+.1f} / {row['estimate_abs_error'] * 100:.1f} | "
+                        f"{row['estimate_covered'] * row['seed_sets']:.0f} of {row['seed_sets']} | "
+                        if "estimate_error" in row else "| | ") + f"{row['seed_sets']} |")
     return "\n".join(lines)
 
 
