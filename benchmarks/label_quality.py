@@ -8,6 +8,7 @@
     MOLLIA_TORCH_THREADS=1 nice -n 10 python benchmarks/label_quality.py collect --cache /tmp/lq/evidence.sqlite \
         --first-round 6 --round 25
     python benchmarks/label_quality.py --cache /tmp/lq/evidence.sqlite --json
+    python benchmarks/label_quality.py export --cache /tmp/lq/evidence.sqlite --out /tmp/lq/paper-layout
 
 Protocol, per dataset: for each of ``--seed-sets`` (5) seed sets, ``--n-seeds`` (50) texts drawn at
 random (``numpy.random.default_rng(s)``) get their gold label; every method is fitted on them alone
@@ -64,7 +65,7 @@ from mollia_core.annotation import (  # noqa: E402
     SingleLLM,
     estimate_accuracy,
 )
-from mollia_core.evidence import PanelEvidence, load_paper_evidence  # noqa: E402
+from mollia_core.evidence import PanelEvidence, load_paper_evidence, write_paper_evidence  # noqa: E402
 from mollia_core.evidence.cache import EvidenceCache  # noqa: E402
 from mollia_core.label import default_models  # noqa: E402
 from mollia_core.text_member import TEXT_MEMBER, TextMember  # noqa: E402
@@ -212,6 +213,18 @@ def collect(args: argparse.Namespace) -> None:
     log("collection finished")
 
 
+def export(args: argparse.Namespace) -> None:
+    """The cached prefix of each embedded-panel dataset, written in the paper-evidence layout (with texts
+    and label / model names) to ``--out/<example>``: the form ``--evidence DIR`` reads in every benchmark."""
+    for name in [n for n in EXAMPLE_DATASETS if not args.datasets or n in args.datasets]:
+        dataset = load_embedded(name, args.cache)
+        if dataset is None:
+            print(f"{name}: nothing cached in {args.cache}", file=sys.stderr)
+            continue
+        folder = write_paper_evidence(args.out / EXAMPLE_DATASETS[name][0], dataset.evidence, dataset.gold, dataset.texts)
+        print(f"{name}: {dataset.evidence.n_texts} texts written to {folder}", flush=True)
+
+
 def _name_and_count(item: str) -> tuple[str, int]:
     name, _, count = item.partition("=")
     if not count.isdigit():
@@ -221,8 +234,9 @@ def _name_and_count(item: str) -> tuple[str, int]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("command", nargs="?", default="evaluate", choices=["evaluate", "collect"],
-                        help="evaluate (default), or collect the embedded panel's evidence into --cache")
+    parser.add_argument("command", nargs="?", default="evaluate", choices=["evaluate", "collect", "export"],
+                        help="evaluate (default), collect the embedded panel's evidence into --cache, or export "
+                             "what is cached to --out in the paper-evidence layout (for review_effort.py)")
     parser.add_argument("--evidence", help="a folder in the paper-evidence layout (default: every dataset in DATASETS)")
     parser.add_argument("--datasets", nargs="+", help=f"names from DATASETS (evaluate) or {list(EXAMPLE_DATASETS)} (collect)")
     parser.add_argument("--cache", type=Path, default=DEFAULT_CACHE, help="evidence cache of the embedded panel")
@@ -234,9 +248,14 @@ def main() -> None:
     parser.add_argument("--n-seeds", type=int, default=50)
     parser.add_argument("--seed-sets", type=int, default=5)
     parser.add_argument("--json", action="store_true", help="print one JSON object {method: {mean, std}} on stdout")
+    parser.add_argument("--out", type=Path, default=Path("/tmp/lq/paper-layout"),
+                        help="export: one folder per example dataset is written under this one")
     args = parser.parse_args()
     if args.command == "collect":
         collect(args)
+        return
+    if args.command == "export":
+        export(args)
         return
     log = (lambda *a: print(*a, file=sys.stderr, flush=True)) if args.json else (lambda *a: print(*a, flush=True))
     if args.evidence:

@@ -55,14 +55,14 @@ from mollia_core.project import AnnotatorSettings, Project  # noqa: E402
 ORDERS = ("queue", "random", "d_anno")
 
 
-def run_values(evidence: Path, annotator: str, seed: int, iterations: int, batch: int, n_seeds: int) -> dict:
+def run_values(evidence: Path, annotator: str, seed: int, args: argparse.Namespace) -> dict:
     return {
-        "dataset": {"paper_evidence": str(evidence.resolve()), "test_size": TEST_SIZE,
-                    "validation_size": VALIDATION_SIZE, "split_random_state": SPLIT_RANDOM_STATE},
-        "seeds": {"n": n_seeds, "random_state": seed},
+        "dataset": {"paper_evidence": str(evidence.resolve()), "test_size": args.test_size,
+                    "validation_size": args.validation_size, "split_random_state": SPLIT_RANDOM_STATE},
+        "seeds": {"n": args.n_seeds, "random_state": seed},
         "annotator": annotator,
-        "loop": {"strategy": "random", "batch_size": batch, "planned_iterations": iterations, "random_state": seed,
-                 "learner_mode": "fast"},
+        "loop": {"strategy": "random", "batch_size": args.batch, "planned_iterations": args.iterations,
+                 "random_state": seed, "learner_mode": "fast"},
     }
 
 
@@ -99,7 +99,7 @@ def prepared(evidence: Path, workdir: Path, annotator: str, seed: int, args: arg
     and copied for each run."""
     path = workdir / f"prepared-{annotator}-{seed}.mollia.sqlite"
     if not path.exists():
-        values = run_values(evidence, annotator, seed, args.iterations, args.batch, args.n_seeds)
+        values = run_values(evidence, annotator, seed, args)
         project = prepare_project(parse_config(values), path)
         if annotator != "gold":
             # the MoLAM page's Fit MoLAM: with its cross-validation, whose calibration the estimate reads
@@ -111,7 +111,7 @@ def prepared(evidence: Path, workdir: Path, annotator: str, seed: int, args: arg
 
 def run_one(evidence: Path, workdir: Path, name: str, annotator: str, k: int, order: str, refit: bool,
             seed: int, args: argparse.Namespace) -> dict:
-    values = run_values(evidence, annotator, seed, args.iterations, args.batch, args.n_seeds)
+    values = run_values(evidence, annotator, seed, args)
     path = workdir / f"{name.replace(' ', '_').replace('=', '')}-{seed}-{os.getpid()}.mollia.sqlite"  # one file per process
     shutil.copyfile(prepared(evidence, workdir, annotator, seed, args), path)
     project = Project(path)
@@ -229,6 +229,9 @@ def main() -> None:
     parser.add_argument("--iterations", type=int, default=10)
     parser.add_argument("--batch", type=int, default=50)
     parser.add_argument("--n-seeds", type=int, default=50)
+    parser.add_argument("--test-size", type=int, default=TEST_SIZE, help=f"test texts (default {TEST_SIZE}, al_trec's)")
+    parser.add_argument("--validation-size", type=int, default=VALIDATION_SIZE,
+                        help=f"validation texts, metrics only (default {VALIDATION_SIZE})")
     parser.add_argument("--workdir", help="keep the projects here (default: a temporary folder); a second process "
                         "given the same folder reuses the prepared projects")
     parser.add_argument("--save", help="write the per-run results here as they come (JSON)")

@@ -252,3 +252,28 @@ def test_texts_can_be_included(tmp_path):
     assert stored.meta["text_sha256"] == text_sha256("great film")
     replayed = ReplaySource.from_jsonl(path).evidence(["great film"], LABELS)[0]
     assert replayed.text_id == "a" and "text" not in replayed.meta
+
+
+def test_paper_layout_written_reads_back_with_its_own_names(tmp_path):
+    from mollia_core.evidence import load_paper_evidence, write_paper_evidence
+
+    labels, models = ("business", "sport", "tech"), ("smollm2-135m", "qwen2.5-coder-0.5b")
+    rng = np.random.default_rng(0)
+    z = rng.dirichlet(np.ones(3), size=(4, 2))
+    c = rng.dirichlet(np.ones(3), size=(4, 2)) * 0.9
+    answers = [[("sport", "Sport"), ("tech",)] for _ in range(4)]
+    evidence = PanelEvidence(labels, models, z, c, answers=answers)
+    texts = ["Chelsea win", "Chip sales up", "Shares fall", "New phone"]
+    gold = np.array([1, 2, 0, 2])
+
+    back = load_paper_evidence(write_paper_evidence(tmp_path / "bbc", evidence, gold, texts))
+
+    assert (back.labels, back.evidence.models, back.texts) == (labels, models, tuple(texts))
+    np.testing.assert_array_equal(back.gold, gold)
+    np.testing.assert_allclose(back.evidence.label_probs, z)
+    np.testing.assert_allclose(back.evidence.vote_shares, c)
+    assert back.evidence.answers[0] == [("sport", "Sport"), ("tech",)]
+    # names that do not fit the arrays are refused, not silently misread
+    (tmp_path / "bbc" / "names.json").write_text(json.dumps({"labels": ["a", "b"], "models": list(models)}))
+    with pytest.raises(ValueError, match="names 2 models and 2 labels"):
+        load_paper_evidence(tmp_path / "bbc")

@@ -3,7 +3,7 @@
 from .cache import CachedSource, EvidenceCache
 from .parsing import AnswerParser, parse_answer, vote_shares
 from .prompt import DEFAULT_TEMPLATE, PromptTemplate, PromptTemplateError
-from .paper import PAPER_LABELS, PAPER_MODELS, PaperDataset, load_paper_evidence
+from .paper import PAPER_LABELS, PAPER_MODELS, PaperDataset, load_paper_evidence, write_paper_evidence
 from .record import EvidenceRecord, PanelEvidence
 from .replay import ReplaySource, read_evidence_jsonl, replay_panel, write_evidence_jsonl
 from .server import OpenAICompatibleSource
@@ -37,6 +37,7 @@ __all__ = [
     "Progress",
     "ProgressCallback",
     "load_paper_evidence",
+    "write_paper_evidence",
 ]
 
 
