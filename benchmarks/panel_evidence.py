@@ -21,6 +21,7 @@ import numpy as np
 from mollia_core.evidence import EvidenceRecord, EvidenceSource
 from mollia_core.evidence.cache import CachedSource, EvidenceCache
 from mollia_core.evidence.embedded import EmbeddedSource
+from mollia_core.evidence.prompt import PromptTemplate, choose_demonstrations
 from mollia_core.evidence.replay import text_sha256
 from mollia_core.examples import load_example
 
@@ -54,11 +55,52 @@ def ordered_example(name: str, text_column: str = "text", n: int | None = None, 
                         frame["label"].astype(str).tolist(), labels)
 
 
-def product_source(name: str) -> EmbeddedSource:
-    """An embedded model as the dashboard runs it for a new project (``project.make_source`` with
-    the default prompt: no descriptions, no demonstrations; default decoding, surface forms on);
-    torch threads from ``MOLLIA_TORCH_THREADS``. Only the cache around it is the caller's."""
-    return EmbeddedSource(name)
+#: Label descriptions per example dataset, written from the label names alone (never tuned on gold
+#: labels), as a user would type them on the Annotators page.
+DESCRIPTIONS = {
+    "rotten-tomatoes": {"positive": "the reviewer liked the film", "negative": "the reviewer disliked the film"},
+    "imdb": {"positive": "the reviewer liked the film", "negative": "the reviewer disliked the film"},
+    "drug-reviews": {
+        "positive": "the patient is satisfied with the drug",
+        "neutral": "the patient is undecided: the drug helped somewhat or had mixed effects",
+        "negative": "the patient is dissatisfied: the drug did not help or had bad side effects",
+    },
+    "bbc-news": {
+        "business": "companies, markets and the economy",
+        "entertainment": "films, music, television and celebrities",
+        "politics": "government, parties and elections",
+        "sports": "sports, athletes and matches",
+        "tech": "technology, computers, the internet and gadgets",
+    },
+}
+
+#: Prompt variants: the dashboard's default prompt, with label descriptions, and with descriptions and
+#: one demonstration per label (the product's ``choose_demonstrations`` over human-labeled texts).
+PROMPT_VARIANTS = ("plain", "descriptions", "demonstrations")
+#: Demonstrations come from this many texts at the END of a dataset's fixed order, given their gold
+#: label as a user's seeds would be: far from the evaluated prefix, so no evaluated text is ever
+#: shown to a model as its own example.
+DEMONSTRATION_POOL = 100
+
+
+def prompt_template(variant: str, data: "ExampleTexts") -> PromptTemplate:
+    """The prompt of one variant (``PROMPT_VARIANTS``) for an example dataset."""
+    if variant not in PROMPT_VARIANTS:
+        raise ValueError(f"unknown prompt variant {variant!r}: choose among {PROMPT_VARIANTS}")
+    if variant == "plain":
+        return PromptTemplate()
+    demonstrations = ()
+    if variant == "demonstrations":
+        pool = list(zip(data.texts[-DEMONSTRATION_POOL:], data.gold[-DEMONSTRATION_POOL:]))
+        demonstrations, _ = choose_demonstrations(pool, data.labels, per_class=1)
+    return PromptTemplate(descriptions=DESCRIPTIONS.get(data.name, {}), demonstrations=demonstrations)
+
+
+def product_source(name: str, template: PromptTemplate | None = None) -> EmbeddedSource:
+    """An embedded model as the dashboard runs it for a new project (``project.make_source``; by
+    default with the default prompt: no descriptions, no demonstrations; default decoding, surface
+    forms on); torch threads from ``MOLLIA_TORCH_THREADS``. Only the cache around it is the caller's."""
+    return EmbeddedSource(name, template=template)
 
 
 def collect_rounds(

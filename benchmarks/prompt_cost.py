@@ -27,7 +27,7 @@ from mollia_core.evidence.scoring import DecodingSettings, EvidenceEngine, defau
 from mollia_core.examples import load_example  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from surface_forms import DESCRIPTIONS  # noqa: E402
+from panel_evidence import DESCRIPTIONS  # noqa: E402
 
 
 def variants(dataset: str, labels: tuple[str, ...], pool) -> dict[str, PromptTemplate]:

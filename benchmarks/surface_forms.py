@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from mollia_core.annotation import MoLAM  # noqa: E402
 from mollia_core.evidence.cache import CachedSource, EvidenceCache  # noqa: E402
@@ -37,24 +38,7 @@ from mollia_core.evidence.prompt import PromptTemplate  # noqa: E402
 from mollia_core.evidence.record import PanelEvidence  # noqa: E402
 from mollia_core.examples import load_example  # noqa: E402
 
-DESCRIPTIONS = {
-    "rotten-tomatoes": {
-        "positive": "the reviewer liked the film",
-        "negative": "the reviewer disliked the film",
-    },
-    "drug-reviews": {
-        "positive": "the patient is satisfied with the drug",
-        "neutral": "the patient is undecided: the drug helped somewhat or had mixed effects",
-        "negative": "the patient is dissatisfied: the drug did not help or had bad side effects",
-    },
-    "bbc-news": {
-        "business": "companies, markets and the economy",
-        "entertainment": "films, music, television and celebrities",
-        "politics": "government, parties and elections",
-        "sport": "sports, athletes and matches",
-        "tech": "technology, computers, the internet and gadgets",
-    },
-}
+from panel_evidence import DESCRIPTIONS  # noqa: E402  (shared with label_quality.py)
 
 
 def collect(dataset: str, models: list[str], n: int, cache: EvidenceCache, variant: str) -> dict:
