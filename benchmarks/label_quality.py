@@ -20,7 +20,8 @@ Methods: the majority class of the seeds, each LLM alone (its probabilities z an
 panel's majority vote and mean probability, the text member alone (logistic regression on TF-IDF
 word + char n-grams and MiniLM embeddings, trained on the seeds), the paper's MoLAM (XGBoost on
 h(x), LLM evidence only), MoLAM on the LLM evidence only (MoLLIA's recipe), and MoLAM as the product
-runs it (``molam``: MoLLIA's recipe with the text member). Also the app's estimate of MoLAM's
+runs it (``molam``: MoLLIA's recipe with the text member), and the same with the logistic
+meta-learner that was its default until 2026-12-03. Also the app's estimate of MoLAM's
 accuracy (cross-validation on the seeds, as the MoLAM page shows it) against its true accuracy.
 
 Embedded-panel datasets (``EXAMPLE_DATASETS``: BBC headlines, Rotten Tomatoes, drug reviews, IMDB,
@@ -150,6 +151,8 @@ def methods(dataset: Dataset) -> dict[str, tuple[Callable[[int], AnnotationModel
         out["text member"] = (lambda s: SingleLLM(TEXT_MEMBER), True)
     out["MoLAM (paper: XGBoost, LLM evidence only)"] = (lambda s: MoLAM(recipe="paper", random_state=s), False)
     out["MoLAM (LLM evidence only)"] = (lambda s: MoLAM(use_text_member=False, random_state=s), False)
+    # the default meta-learner until 2026-12-03: a multinomial logistic regression, C by CV on the seeds
+    out["MoLAM (logistic meta-learner)"] = (lambda s: MoLAM(meta_learner="logistic", random_state=s), True)
     out["molam"] = (lambda s: MoLAM(random_state=s), True)
     return out
 

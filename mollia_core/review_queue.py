@@ -116,8 +116,8 @@ class WrongLabelRanker:
     """The chance that a label is wrong, from its signs (:func:`wrong_label_features`).
 
     ``fit(X, wrong)`` on human-checked examples: a logistic regression (missing signs imputed as 0
-    with a missing-indicator, standardised) when there are at least ``min_examples`` wrong and
-    right examples; otherwise ``learned_`` is False and :meth:`wrong_chance` is ``molam_doubt``.
+    with a missing-indicator, standardised; a sign whose weight comes out negative is dropped and the
+    rest refitted, ``used_``) when there are at least ``min_examples`` wrong and right examples; otherwise ``learned_`` is False and :meth:`wrong_chance` is ``molam_doubt``.
     ``C`` is fixed (nothing is tuned: the few human labels go to the fit itself).
     """
 
@@ -134,24 +134,31 @@ class WrongLabelRanker:
         X, wrong = np.asarray(X, dtype=float), np.asarray(wrong, dtype=bool)
         self.n_examples_, self.n_wrong_ = len(wrong), int(wrong.sum())
         self.learned_ = min(self.n_wrong_, self.n_examples_ - self.n_wrong_) >= self.min_examples
-        if self.learned_:
+        self.used_ = np.ones(X.shape[1], dtype=bool)
+        while self.learned_:
+            # Every sign is oriented so that larger means more likely wrong: one that gets a negative
+            # weight beside the others is noise in the few human-checked examples, and is left out.
             self.model_ = make_pipeline(
                 SimpleImputer(strategy="constant", fill_value=0.0, add_indicator=True, keep_empty_features=True),
                 StandardScaler(), LogisticRegression(C=self.C, max_iter=1000),
-            ).fit(X, wrong)
+            ).fit(np.where(self.used_, X, 0.0), wrong)
+            negative = self.used_ & (self.model_[-1].coef_[0][: X.shape[1]] < 0)
+            if not negative.any():
+                break
+            self.used_ &= ~negative
         return self
 
     def wrong_chance(self, X: np.ndarray) -> np.ndarray:
         X = np.asarray(X, dtype=float)
         if not self.learned_:
             return np.nan_to_num(X[:, FEATURES.index("molam_doubt")], nan=0.5)
-        return self.model_.predict_proba(X)[:, 1]
+        return self.model_.predict_proba(np.where(self.used_, X, 0.0))[:, 1]
 
     def weights(self) -> dict[str, float]:
         """The learned weight of each sign (per standard deviation; {} in the fallback)."""
         if not self.learned_:
             return {}
-        return dict(zip(FEATURES, self.model_[-1].coef_[0][: len(FEATURES)].tolist()))
+        return dict(zip(FEATURES, np.where(self.used_, self.model_[-1].coef_[0][: len(FEATURES)], 0.0).tolist()))
 
 
 def wrong_label_reasons(features: np.ndarray, labels: np.ndarray, label_names: tuple[str, ...], n_llms: int,

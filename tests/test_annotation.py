@@ -174,18 +174,20 @@ def test_probabilities_are_proper(model):
     np.testing.assert_allclose(annotation.probability, annotation.proba.max(1))
 
 
-@pytest.mark.parametrize("recipe", ["mollia", "paper"])
-def test_class_missing_from_seeds(recipe):
+@pytest.mark.parametrize("recipe, learner", [("mollia", "pooled"), ("mollia", "logistic"), ("paper", None)])
+def test_class_missing_from_seeds(recipe, learner):
     evidence, gold = synthetic_panel(10, 0)
     y = unlabeled(len(gold))
     seeds = np.flatnonzero(gold != 2)[::2]  # no seed of class "c"
     y[seeds] = gold[seeds]
-    kwargs = {"n_estimators": 20} if recipe == "paper" else {"C": 1.0}
+    kwargs = {"n_estimators": 20} if recipe == "paper" else {"C": 1.0, "meta_learner": learner}
     for backoff in (True, False):
         model = MoLAM(recipe=recipe, unseen_class_backoff=backoff, **kwargs).fit(evidence, y)
         proba = model.predict_proba(evidence)
         np.testing.assert_allclose(proba.sum(1), 1.0)
-        if backoff:  # the panel's mean z for "c": ~0.9 on texts of class c -> they are labeled c
+        # backoff: the panel's mean z for "c" (~0.9 on texts of class c) labels them c; the pooled model
+        # reads each label's own evidence, so the LLMs' "c" reaches it without a backoff
+        if backoff or learner == "pooled":
             assert (model.predict(evidence)[gold == 2] == 2).all()
         else:
             assert (proba[:, 2] == 0).all()
@@ -196,8 +198,12 @@ def test_single_seed_class_does_not_crash():
     evidence, gold = synthetic_panel(5, 0)
     y = unlabeled(len(gold))
     y[:3] = 0
-    proba = MoLAM(unseen_class_backoff=False).fit(evidence, y).predict_proba(evidence)
+    proba = MoLAM(meta_learner="logistic", unseen_class_backoff=False).fit(evidence, y).predict_proba(evidence)
     np.testing.assert_allclose(proba, np.tile([1.0, 0.0, 0.0], (len(gold), 1)))
+    # the pooled model (the default) still hears the LLMs on the labels nobody seeded
+    pooled = MoLAM(unseen_class_backoff=False).fit(evidence, y)
+    np.testing.assert_allclose(pooled.predict_proba(evidence).sum(axis=1), 1.0)
+    assert (pooled.predict(evidence)[:3] == 0).all() and (pooled.predict(evidence)[gold == 1] == 1).mean() > 0.5
 
 
 def test_self_training_adds_pseudo_labels_only_above_sigma():
@@ -379,3 +385,23 @@ def test_fewer_than_five_seeds_fit_and_say_no_estimate_is_possible():
     y[[10, 20]] = -1
     with pytest.raises(AnnotationError, match="at least 2 seed labels"):
         cross_validated_accuracy(MoLAM(), evidence, y)
+
+
+def test_the_pooled_meta_learner_trusts_the_member_that_is_right():
+    # 5 labels, 40 seeds: LLM 1 names the right label, LLMs 0 and 2 a random one. One weight per member,
+    # shared by the labels, learns that from few seeds where a per-label logistic regression cannot.
+    from mollia_core.annotation import PooledLogit, molam_features
+
+    rng = np.random.default_rng(0)
+    n, k = 400, 5
+    gold = rng.integers(0, k, n)
+    said = np.stack([rng.integers(0, k, n), gold, rng.integers(0, k, n)], axis=1)
+    z = np.full((n, 3, k), 0.02)
+    z[np.arange(n)[:, None], np.arange(3)[None, :], said] = 0.92
+    evidence = PanelEvidence(tuple("abcde"), ("m0", "m1", "m2"), z, z.copy())
+    X = molam_features(evidence, "log")
+    pooled = PooledLogit(k).fit(X[:40], gold[:40])
+    assert (pooled.predict_proba(X[40:]).argmax(1) == gold[40:]).mean() > 0.95
+    log_z_weights = pooled.coef_[:3]
+    assert log_z_weights.argmax() == 1 and log_z_weights[1] > 2 * np.abs(log_z_weights[[0, 2]]).max()
+    np.testing.assert_allclose(pooled.predict_proba(X).sum(axis=1), 1.0)

@@ -6,6 +6,7 @@ import inspect
 import json
 
 import numpy as np
+from sklearn.base import clone
 import pytest
 
 from mollia_core.annotation import (
@@ -172,8 +173,9 @@ def test_fold_models_keep_the_C_chosen_on_all_the_seeds(trec):
     from mollia_core.annotation import _with_chosen_hyperparameters
 
     evidence, _, y = trec_subset(trec, n=300)
-    fitted = MoLAM(use_text_member=False, max_self_training_rounds=0).fit(evidence, y)
-    fold_model = _with_chosen_hyperparameters(MoLAM(use_text_member=False, max_self_training_rounds=0), fitted)
+    unfitted = MoLAM(use_text_member=False, max_self_training_rounds=0, meta_learner="logistic")
+    fitted = clone(unfitted).fit(evidence, y)
+    fold_model = _with_chosen_hyperparameters(unfitted, fitted)
     assert fitted.C_ in fitted.C_grid and fold_model.C == fitted.C_
     assert not hasattr(fold_model, "C_")  # unfitted: each fold fits it afresh
 
