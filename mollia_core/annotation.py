@@ -647,8 +647,8 @@ class MoLAM(AnnotationModel):
             proba = self.estimator_.predict_proba(molam_features(evidence, self.features_))
         unseen = np.setdiff1d(self.classes_, self.seen_classes_)
         llms = evidence.llm_only()  # the text member never saw an unseen class: the LLMs speak for it
-        # the pooled model gives every label its own probability already
-        if self.unseen_class_backoff and len(unseen) and llms.models and getattr(self, "meta_learner_", None) != "pooled":
+        pooled = getattr(self, "meta_learner_", None) == "pooled"  # it gives every label its own probability
+        if self.unseen_class_backoff and len(unseen) and llms.models and not pooled:
             panel = renormalised_label_probs(llms.label_probs).mean(axis=1)
             proba = proba * (1.0 - panel[:, unseen].sum(axis=1, keepdims=True))
             proba[:, unseen] = panel[:, unseen]
