@@ -237,10 +237,11 @@ def collect(args: argparse.Namespace) -> None:
     if args.prompt == "plain":
         collect_rounds(data, default_models(), product_source, EvidenceCache(args.cache), sizes,
                        first_round=args.first_round, max_rounds=args.rounds, say=log)
-    for name, d in zip(names, data) if args.prompt != "plain" else ():
-        template = prompt_template(args.prompt, ordered_example(*EXAMPLE_DATASETS[name][:2]))  # the whole order
-        collect_rounds([d], default_models(), lambda m: product_source(m, template), EvidenceCache(args.cache), sizes,
-                       first_round=args.first_round, max_rounds=args.rounds, say=log)
+    else:
+        for name, d in zip(names, data):
+            template = prompt_template(args.prompt, ordered_example(*EXAMPLE_DATASETS[name][:2]))  # the whole order
+            collect_rounds([d], default_models(), lambda m: product_source(m, template), EvidenceCache(args.cache),
+                           sizes, first_round=args.first_round, max_rounds=args.rounds, say=log)
     log("collection finished")
 
 

@@ -117,7 +117,8 @@ class WrongLabelRanker:
 
     ``fit(X, wrong)`` on human-checked examples: a logistic regression (missing signs imputed as 0
     with a missing-indicator, standardised; a sign whose weight comes out negative is dropped and the
-    rest refitted, ``used_``) when there are at least ``min_examples`` wrong and right examples; otherwise ``learned_`` is False and :meth:`wrong_chance` is ``molam_doubt``.
+    rest refitted, ``used_``) when there are at least ``min_examples`` wrong and right examples;
+    otherwise ``learned_`` is False and :meth:`wrong_chance` is ``molam_doubt``.
     ``C`` is fixed (nothing is tuned: the few human labels go to the fit itself).
     """
 
