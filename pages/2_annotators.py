@@ -146,8 +146,8 @@ if PromptTemplate is not None:
     except USER_ERRORS + (EvidenceError,) as exc:
         show_error(exc)
     else:
-        st.caption(f"Preview on text {markdown_text(sample_id)} (completion form; chat models wrap it in their "
-                   "chat template)")
+        st.caption(f"Preview on text {markdown_text(sample_id)} (completion form, as a base model reads it; chat "
+                   "models get it in their chat template, with the examples as earlier turns of the conversation)")
         st.code(preview, language=None, wrap_lines=True)
         c1, c2 = st.columns(2)
         try:

@@ -124,9 +124,31 @@ def test_descriptions_and_demonstrations_are_in_the_shared_prefix(chat_tokenizer
     for tokenizer in (None, chat_tokenizer):
         prefix = template.shared_prefix(LABELS, tokenizer)
         assert "matches, athletes and clubs" in prefix
-        for text, label in demonstrations:
-            assert f"Text: {text}\nCategory: {label}" in prefix
+        assert all(text in prefix for text, _ in demonstrations)
         assert template.render("Apple launches a tablet", LABELS, tokenizer).startswith(prefix)
+    # A base model reads them as a block in its completion prompt ...
+    completion = template.shared_prefix(LABELS)
+    for text, label in demonstrations:
+        assert f"Text: {text}\nCategory: {label}" in completion
+
+
+def test_a_chat_model_gets_demonstrations_as_earlier_turns(chat_tokenizer):
+    demonstrations, spares = choose_demonstrations(SEEDS, LABELS, per_class=1)
+    template = replace(DESCRIBED, demonstrations=demonstrations, spare_demonstrations=spares)
+    (first, first_label), *rest = demonstrations
+    # The first example with the whole instruction, the others and the text as the template's "Text:" line.
+    expected = [{"role": "user", "content": DESCRIBED.instruction(first, LABELS)},
+                {"role": "assistant", "content": first_label}]
+    for text, label in rest:
+        expected += [{"role": "user", "content": f"Text: {text}"}, {"role": "assistant", "content": label}]
+    expected.append({"role": "user", "content": "Text: Apple launches a tablet"})
+    assert template.render("Apple launches a tablet", LABELS, chat_tokenizer) == chat_tokenizer.apply_chat_template(
+        expected, tokenize=False, add_generation_prompt=True)
+    assert "Examples:" not in template.render("Apple launches a tablet", LABELS, chat_tokenizer)
+    # A template that places {examples} itself keeps the block where it put it, in the one message.
+    placed = replace(template, template=DEFAULT_TEMPLATE + "\n\n{examples}")
+    rendered = placed.render("Apple launches a tablet", LABELS, chat_tokenizer)
+    assert rendered.count("<|im_start|>user") == 1 and f"Text: {demonstrations[0][0]}\nCategory: {demonstrations[0][1]}" in rendered
 
 
 def test_placeholders_place_the_blocks_where_the_user_wants_them():
@@ -148,13 +170,14 @@ def test_demonstrations_are_chosen_per_class_stably():
         choose_demonstrations(SEEDS, LABELS, per_class=-1)
 
 
-def test_no_text_is_scored_with_itself_as_a_demonstration():
+def test_no_text_is_scored_with_itself_as_a_demonstration(chat_tokenizer):
     demonstrations, spares = choose_demonstrations(SEEDS, LABELS, per_class=1)
     template = PromptTemplate(demonstrations=demonstrations, spare_demonstrations=spares)
     for text, label in SEEDS + [("Apple launches a tablet", "tech")]:
         shown = template.demonstrations_for(text)
         block = template.instruction(text, LABELS).rsplit("Text: ", 1)[0]  # everything before the text itself
         assert text not in block and all(d_text != text for d_text, _ in shown)
+        assert template.render(text, LABELS, chat_tokenizer).count(text) == 1  # not among the earlier turns
         if (text, label) in demonstrations:
             spare = [s for s in spares if s[1] == label]
             # Swapped for a spare of its class when there is one, else dropped; the others stay.

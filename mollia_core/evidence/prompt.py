@@ -11,11 +11,17 @@ answer starts. Base models (Gemma-3-270M here) get a completion prompt ending in
 ``"\\nCategory:"``, and the label is scored as it would follow that colon, with a
 leading space.
 
-Label descriptions (``ham: an ordinary, legitimate email``) and in-context demonstrations
-(a few labeled seed texts, each as ``Text: ...`` / ``Category: <label>``) go before the line
-that holds ``{text}`` (or where ``{descriptions}`` / ``{examples}`` stand in the template),
-so they are part of the shared prefix: an engine that keeps the prefix's KV cache pays for
-them once per model, not once per text.
+Label descriptions (``ham: an ordinary, legitimate email``) go before the line that holds
+``{text}`` (or where ``{descriptions}`` stands in the template). In-context demonstrations (a
+few labeled seed texts) are, for a chat model, earlier turns of the conversation: the first
+example asked with the whole instruction, each later one and then the text itself with the
+template's line that holds the text (``Text: ...``), each example's label as the assistant's
+answer. For a base model, or where the template places
+``{examples}`` itself, they are an ``Examples:`` block of ``Text: ...`` / ``Category: <label>``
+before the text's line. Either way they are part of the shared prefix: an engine that keeps the
+prefix's KV cache pays for them once per model, not once per text. (Why turns: with the block
+inside the user's message, Qwen2.5-Coder-1.5B answered the last example's label for most BBC
+headlines, 0.35 accuracy against 0.77 without examples; as turns it kept 0.73.)
 
 A demonstration is never scored with itself in its prompt: for a text that is one of the
 demonstrations, ``demonstrations_for`` swaps that demonstration for a spare example of the
@@ -171,19 +177,21 @@ class PromptTemplate:
         return "What the categories mean:\n" + "\n".join(lines) if lines else ""
 
     @staticmethod
-    def _examples_block(examples: Sequence[tuple[str, str]]) -> str:
-        def cut(text: str) -> str:
-            text = " ".join(text.split())
-            return text if len(text) <= DEMONSTRATION_CHARS else text[: DEMONSTRATION_CHARS - 1].rstrip() + "…"
+    def _shortened(text: str) -> str:
+        text = " ".join(text.split())
+        return text if len(text) <= DEMONSTRATION_CHARS else text[: DEMONSTRATION_CHARS - 1].rstrip() + "…"
 
-        shown = "\n\n".join(f"Text: {cut(text)}\nCategory: {label}" for text, label in examples)
+    @classmethod
+    def _examples_block(cls, examples: Sequence[tuple[str, str]]) -> str:
+        shown = "\n\n".join(f"Text: {cls._shortened(text)}\nCategory: {label}" for text, label in examples)
         return "Examples:\n" + shown if shown else ""
 
-    def instruction(self, text: str, labels: Sequence[str]) -> str:
-        """The filled-in instruction (the user message of a chat model)."""
+    def instruction(self, text: str, labels: Sequence[str], *, with_examples: bool = True) -> str:
+        """The filled-in instruction (the user message of a chat model); ``with_examples=False``
+        leaves the demonstrations out (they are then earlier turns: ``render``)."""
         labels = check_labels(labels)
         descriptions = self._descriptions_block(labels)
-        examples = self._examples_block(self.demonstrations_for(text))
+        examples = self._examples_block(self.demonstrations_for(text)) if with_examples else ""
         fields = self._fields()
         filled = self.template.format(
             labels=self.label_separator.join(labels), text=TEXT_SENTINEL, descriptions=descriptions, examples=examples
@@ -211,13 +219,28 @@ class PromptTemplate:
 
         Without a tokenizer (or for a base model) this is the completion prompt.
         """
-        instruction = self.instruction(text, labels)
         if tokenizer is None or not self.uses_chat(tokenizer, chat):
-            return instruction + self.completion_suffix
-        messages = [{"role": "user", "content": instruction}]
-        if self.system is not None:
-            messages.insert(0, {"role": "system", "content": self.system})
+            return self.instruction(text, labels) + self.completion_suffix
+        messages = [] if self.system is None else [{"role": "system", "content": self.system}]
+        examples = self.demonstrations_for(text) if "examples" not in self._fields() else ()
+        if not examples:
+            messages.append({"role": "user", "content": self.instruction(text, labels)})
+        else:
+            # The first example is asked with the whole instruction; later ones, and the text itself,
+            # with the template's line that holds the text ("Text: ..."), as in a conversation.
+            asked = [self.instruction(self._shortened(examples[0][0]), labels, with_examples=False)]
+            asked += [self._text_line(self._shortened(example), labels) for example, _ in examples[1:]]
+            for question, (_, label) in zip(asked, examples):
+                messages += [{"role": "user", "content": question}, {"role": "assistant", "content": label}]
+            messages.append({"role": "user", "content": self._text_line(text, labels)})
         return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+
+    def _text_line(self, text: str, labels: Sequence[str]) -> str:
+        """The filled-in template from the start of the line that holds ``{text}`` to its end."""
+        filled = self.template.format(labels=self.label_separator.join(labels), text=TEXT_SENTINEL, descriptions="",
+                                      examples="")
+        start = filled.rfind("\n", 0, filled.index(TEXT_SENTINEL)) + 1
+        return filled[start:].replace(TEXT_SENTINEL, text)
 
     def shared_prefix(self, labels: Sequence[str], tokenizer: Any = None, chat: bool | None = None) -> str:
         """The part of every rendered prompt before the text: the same for all texts of a label set."""
@@ -241,4 +264,6 @@ class PromptTemplate:
             "descriptions": [list(pair) for pair in self.descriptions],
             "demonstrations": [list(pair) for pair in self.demonstrations],
             "spare_demonstrations": [list(pair) for pair in self.spare_demonstrations],
+            # Chat models got the demonstrations as an in-message block until 2026-12-03.
+            **({"demonstrations_as": "chat turns"} if self.demonstrations else {}),
         }
