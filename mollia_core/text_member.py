@@ -223,7 +223,7 @@ def _predict_logistic_full(model, train_features: sp.csr_matrix, features: sp.cs
         positive = expit(decision[:, 0])
         proba[:, present] = np.column_stack([1.0 - positive, positive])
     else:
-        proba[:, present] = softmax(decision)
+        proba[:, present] = softmax(decision, axis=1)
     return proba
 
 

@@ -57,6 +57,25 @@ def test_cross_fitting_cannot_leak_a_texts_own_label():
     half[120:] = -1
     partial = member.cross_fitted_proba(half, 3)
     assert (partial[:120].argmax(1) == y[:120]).mean() < 0.45
+    assert np.allclose(partial.sum(axis=1), 1.0)  # each unlabeled text's own distribution over the 3 labels
+
+
+def test_unlabeled_texts_get_the_probabilities_of_the_model_fitted_on_every_label():
+    # The unlabeled texts are predicted through the full-width weights (no kernel); that must give
+    # exactly what the kernel path gives, row by row, with more than two labels.
+    from mollia_core.text_member import _fit_logistic, _predict_logistic, gram
+
+    texts, y = topic_texts(12)
+    seeds = y.copy()
+    seeds[1::2] = -1
+    member = TextMember(texts, embeddings=False, C=1.0)
+    proba = member.cross_fitted_proba(seeds, 3)
+    labeled, unlabeled = np.flatnonzero(seeds >= 0), np.flatnonzero(seeds < 0)
+    X = member.features
+    model = _fit_logistic(gram(X[labeled]), seeds[labeled], 1.0)
+    expected = _predict_logistic(model, gram(X[unlabeled], X[labeled]), 3)
+    np.testing.assert_allclose(proba[unlabeled], expected, atol=1e-6)
+    assert np.allclose(proba.sum(axis=1), 1.0) and (proba[unlabeled].argmax(1) == y[unlabeled]).mean() >= 0.9
 
 
 def test_text_classifier_is_sklearn_style_and_covers_absent_classes():
