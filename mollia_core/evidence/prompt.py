@@ -16,12 +16,12 @@ Label descriptions (``ham: an ordinary, legitimate email``) go before the line t
 few labeled seed texts) are, for a chat model, earlier turns of the conversation: the first
 example asked with the whole instruction, each later one and then the text itself with the
 template's line that holds the text (``Text: ...``), each example's label as the assistant's
-answer. For a base model, or where the template places
-``{examples}`` itself, they are an ``Examples:`` block of ``Text: ...`` / ``Category: <label>``
-before the text's line. Either way they are part of the shared prefix: an engine that keeps the
-prefix's KV cache pays for them once per model, not once per text. (Why turns: with the block
-inside the user's message, Qwen2.5-Coder-1.5B answered the last example's label for most BBC
-headlines, 0.35 accuracy against 0.77 without examples; as turns it kept 0.73.)
+answer. For a base model, or where the template places ``{examples}`` itself, they are an
+``Examples:`` block of ``Text: ...`` / ``Category: <label>`` before the text's line. Either way
+they are part of the shared prefix: an engine that keeps the prefix's KV cache pays for them once
+per model, not once per text. (Why turns: with the block inside the user's message,
+Qwen2.5-Coder-1.5B answered the last example's label for most of 48 BBC headlines, 0.35 accuracy
+against 0.77 without examples; as turns, 0.81. See benchmarks/README.md, "Prompt variants".)
 
 A demonstration is never scored with itself in its prompt: for a text that is one of the
 demonstrations, ``demonstrations_for`` swaps that demonstration for a spare example of the
