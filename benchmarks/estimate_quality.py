@@ -52,7 +52,7 @@ from mollia_core.text_member import TextMember  # noqa: E402
 ESTIMATORS = ("cv", "calibrated", "calibrated, widened")
 
 
-def one_seed_set(dataset: Dataset, member: TextMember | None, n_seeds: int, seed_set: int) -> dict:
+def one_seed_set(dataset: Dataset, member: TextMember | None, n_seeds: int, seed_set: int, n_splits: int = 5) -> dict:
     y = seed_vector(dataset.evidence.n_texts, n_seeds, dataset.gold, seed_set)
     others = y == -1
     panel = member.add_to(dataset.evidence, y) if member is not None else dataset.evidence
@@ -63,7 +63,7 @@ def one_seed_set(dataset: Dataset, member: TextMember | None, n_seeds: int, seed
     cv = estimate_accuracy({"MoLAM": MoLAM(random_state=seed_set)}, dataset.evidence, y, random_state=seed_set,
                            text_member=member).methods["MoLAM"]
     widened = estimate_labeled_accuracy(MoLAM(random_state=seed_set), dataset.evidence, y, text_member=member,
-                                        random_state=seed_set, fitted=fitted)
+                                        random_state=seed_set, fitted=fitted, n_splits=n_splits)
     # The same calibration (same fold probabilities, same resamples), its interval as before the widening.
     groups = {None: np.ones(len(given), dtype=bool)} | {k: given == k for k in range(len(dataset.evidence.labels))}
     narrow = replace(widened.calibration, widened=False).expected_accuracy(proba, given, groups)
@@ -131,6 +131,7 @@ def main() -> None:
     parser.add_argument("--cache", type=Path, default=DEFAULT_CACHE, help="label_quality.py's evidence cache")
     parser.add_argument("--n-seeds", type=int, default=50)
     parser.add_argument("--seed-sets", type=int, default=5)
+    parser.add_argument("--folds", type=int, default=5, help="folds of the seeds for the calibrated estimators")
     parser.add_argument("--first-seed-set", type=int, default=0)
     parser.add_argument("--json", action="store_true", help="print one JSON object on the last line of stdout")
     args = parser.parse_args()
@@ -145,7 +146,7 @@ def main() -> None:
     runs = []
     for s in range(args.first_seed_set, args.first_seed_set + args.seed_sets):
         started = time.perf_counter()
-        runs.append(one_seed_set(dataset, member, args.n_seeds, s))
+        runs.append(one_seed_set(dataset, member, args.n_seeds, s, args.folds))
         r = runs[-1]
         log(f"  seed set {s}: true {r['true']:.3f}, cv {r['cv']['estimate']:.3f}, calibrated "
             f"{r['calibrated']['estimate']:.3f} [{r['calibrated']['low']:.3f}, {r['calibrated']['high']:.3f}], "

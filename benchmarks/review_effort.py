@@ -62,7 +62,7 @@ def run_values(evidence: Path, annotator: str, seed: int, args: argparse.Namespa
         "seeds": {"n": args.n_seeds, "random_state": seed},
         "annotator": annotator,
         "loop": {"strategy": "random", "batch_size": args.batch, "planned_iterations": args.iterations,
-                 "random_state": seed, "learner_mode": "fast"},
+                 "random_state": seed, "learner_mode": "fast", **dict(args.loop_setting)},
     }
 
 
@@ -144,6 +144,7 @@ def run_one(evidence: Path, workdir: Path, name: str, annotator: str, k: int, or
                           "estimate_high": estimate.overall.high if estimate is not None else None,
                           # the queue's chance of a wrong label, learned on the human labels, as an estimate
                           "queue_estimated_accuracy": 1.0 - float(queue["wrong_chance"].sum()) / len(rows),
+                          "conserved_estimated_accuracy": _conserved(project, rows),
                           "test_accuracy": record.metrics["test_accuracy"]})
         batches = [it.metrics.get("annotator_batch_accuracy") for it in project.iterations()[1:]]
         human = args.n_seeds + reviewed + (args.iterations * args.batch if annotator == "gold" else 0)
@@ -160,6 +161,20 @@ def run_one(evidence: Path, workdir: Path, name: str, annotator: str, k: int, or
         project.store.close()
 
 
+def _conserved(project: Project, rows: list) -> float:
+    """A comparison estimate, not the product's: the wrong labels MoLAM gave in all (reviewed or not,
+    by the seeds' temperature), less those the reviews found, over the labeled set."""
+    from mollia_core.store import RESPONSE_KINDS
+
+    calibration = project.annotation.fit_report().labeled_accuracy_estimate().calibration
+    model_rows = [r for r in rows if r.annotator_label is not None and r.proba is not None]
+    proba = np.array([r.proba for r in model_rows])
+    given = np.array([r.annotator_label for r in model_rows], dtype=int)
+    right = calibration.expected_accuracy(proba, given, {None: np.ones(len(given), dtype=bool)})[None].accuracy
+    found = sum(r.source in RESPONSE_KINDS and r.label != r.annotator_label for r in model_rows)
+    return 1.0 - max(0.0, (1.0 - right) * len(given) - found) / len(rows)
+
+
 def _estimate_error(point: dict) -> dict:
     """The no-gold estimate of the labeled set's accuracy at a point of the curve against the truth."""
     if point["estimated_accuracy"] is None:
@@ -168,7 +183,9 @@ def _estimate_error(point: dict) -> dict:
     queue_error = point["queue_estimated_accuracy"] - point["labeled_accuracy"]
     return {"estimated_accuracy": point["estimated_accuracy"], "estimate_error": error, "estimate_abs_error": abs(error),
             "estimate_covered": float(point["estimate_low"] <= point["labeled_accuracy"] <= point["estimate_high"]),
-            "queue_estimate_error": queue_error, "queue_estimate_abs_error": abs(queue_error)}
+            "queue_estimate_error": queue_error, "queue_estimate_abs_error": abs(queue_error),
+            "conserved_error": point["conserved_estimated_accuracy"] - point["labeled_accuracy"],
+            "conserved_abs_error": abs(point["conserved_estimated_accuracy"] - point["labeled_accuracy"])}
 
 
 def configurations(args: argparse.Namespace) -> list[tuple[str, str, int, str, bool]]:
@@ -189,7 +206,7 @@ def summary(per_seed: dict[str, list[dict]]) -> dict:
         row: dict = {"seed_sets": len(runs)}
         for key in ("human_labels", "labeled_accuracy", "final_accuracy", "reviewed_wrong_share", "annotator_accuracy",
                     "estimated_accuracy", "estimate_error", "estimate_abs_error", "estimate_covered",
-                    "queue_estimate_error", "queue_estimate_abs_error"):
+                    "queue_estimate_error", "queue_estimate_abs_error", "conserved_error", "conserved_abs_error"):
             values = [r[key] for r in runs if r.get(key) is not None]
             if values:
                 row[key], row[f"{key}_std"] = float(np.mean(values)), float(np.std(values))
@@ -215,6 +232,13 @@ def table(result: dict) -> str:
     return "\n".join(lines)
 
 
+def _loop_setting(text: str) -> tuple[str, object]:
+    name, sep, value = text.partition("=")
+    if not sep:
+        raise argparse.ArgumentTypeError(f"{text!r}: write NAME=VALUE")
+    return name, json.loads(value)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--evidence", required=True, help="a folder in the paper-evidence layout (with texts)")
@@ -226,6 +250,8 @@ def main() -> None:
     parser.add_argument("--refit", choices=("on", "off"), default="on",
                         help="MoLAM's refit_on_reviews in the k runs (the --compare-k runs add the other)")
     parser.add_argument("--only", nargs="*", help="run only these configurations (names as in the table)")
+    parser.add_argument("--loop-setting", nargs="*", default=[], type=_loop_setting, metavar="NAME=VALUE",
+                        help="LoopConfig settings of every run, e.g. confidence_weights=true")
     parser.add_argument("--iterations", type=int, default=10)
     parser.add_argument("--batch", type=int, default=50)
     parser.add_argument("--n-seeds", type=int, default=50)
