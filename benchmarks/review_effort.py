@@ -48,9 +48,11 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 from al_trec import SPLIT_RANDOM_STATE, TEST_SIZE, VALIDATION_SIZE  # noqa: E402
 
+from mollia_core.annotation import apply_temperature  # noqa: E402
 from mollia_core.config import parse_config, prepare_project  # noqa: E402
 from mollia_core.loop import LoopConfig  # noqa: E402
 from mollia_core.project import AnnotatorSettings, Project  # noqa: E402
+from mollia_core.store import RESPONSE_KINDS  # noqa: E402
 
 ORDERS = ("queue", "random", "d_anno")
 
@@ -164,13 +166,11 @@ def run_one(evidence: Path, workdir: Path, name: str, annotator: str, k: int, or
 def _conserved(project: Project, rows: list) -> float:
     """A comparison estimate, not the product's: the wrong labels MoLAM gave in all (reviewed or not,
     by the seeds' temperature), less those the reviews found, over the labeled set."""
-    from mollia_core.store import RESPONSE_KINDS
-
-    calibration = project.annotation.fit_report().labeled_accuracy_estimate().calibration
+    temperature = project.annotation.fit_report().labeled_accuracy_estimate().temperature
     model_rows = [r for r in rows if r.annotator_label is not None and r.proba is not None]
-    proba = np.array([r.proba for r in model_rows])
     given = np.array([r.annotator_label for r in model_rows], dtype=int)
-    right = calibration.expected_accuracy(proba, given, {None: np.ones(len(given), dtype=bool)})[None].accuracy
+    calibrated = apply_temperature(np.array([r.proba for r in model_rows]), temperature)
+    right = float(calibrated[np.arange(len(given)), given].mean())
     found = sum(r.source in RESPONSE_KINDS and r.label != r.annotator_label for r in model_rows)
     return 1.0 - max(0.0, (1.0 - right) * len(given) - found) / len(rows)
 
@@ -181,11 +181,11 @@ def _estimate_error(point: dict) -> dict:
         return {"estimated_accuracy": None, "estimate_error": None, "estimate_abs_error": None, "estimate_covered": None}
     error = point["estimated_accuracy"] - point["labeled_accuracy"]
     queue_error = point["queue_estimated_accuracy"] - point["labeled_accuracy"]
+    conserved_error = point["conserved_estimated_accuracy"] - point["labeled_accuracy"]
     return {"estimated_accuracy": point["estimated_accuracy"], "estimate_error": error, "estimate_abs_error": abs(error),
             "estimate_covered": float(point["estimate_low"] <= point["labeled_accuracy"] <= point["estimate_high"]),
             "queue_estimate_error": queue_error, "queue_estimate_abs_error": abs(queue_error),
-            "conserved_error": point["conserved_estimated_accuracy"] - point["labeled_accuracy"],
-            "conserved_abs_error": abs(point["conserved_estimated_accuracy"] - point["labeled_accuracy"])}
+            "conserved_error": conserved_error, "conserved_abs_error": abs(conserved_error)}
 
 
 def configurations(args: argparse.Namespace) -> list[tuple[str, str, int, str, bool]]:
@@ -251,7 +251,7 @@ def main() -> None:
                         help="MoLAM's refit_on_reviews in the k runs (the --compare-k runs add the other)")
     parser.add_argument("--only", nargs="*", help="run only these configurations (names as in the table)")
     parser.add_argument("--loop-setting", nargs="*", default=[], type=_loop_setting, metavar="NAME=VALUE",
-                        help="LoopConfig settings of every run, e.g. confidence_weights=true")
+                        help="LoopConfig settings of every run, e.g. alpha=0.3 (values read as JSON)")
     parser.add_argument("--iterations", type=int, default=10)
     parser.add_argument("--batch", type=int, default=50)
     parser.add_argument("--n-seeds", type=int, default=50)
