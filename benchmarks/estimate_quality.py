@@ -45,7 +45,7 @@ for path in (REPO_ROOT, REPO_ROOT / "benchmarks"):
 
 from label_quality import DATASETS, DEFAULT_CACHE, Dataset, load_evidence_dir, seed_vector  # noqa: E402
 
-from mollia_core.annotation import MoLAM, estimate_accuracy, estimate_labeled_accuracy  # noqa: E402
+from mollia_core.annotation import MoLAM, estimate_accuracy, estimate_labeled_accuracy, fit_annotator  # noqa: E402
 from mollia_core.text_member import TextMember  # noqa: E402
 
 
@@ -55,15 +55,16 @@ ESTIMATORS = ("cv", "calibrated", "calibrated, widened")
 def one_seed_set(dataset: Dataset, member: TextMember | None, n_seeds: int, seed_set: int, n_splits: int = 5) -> dict:
     y = seed_vector(dataset.evidence.n_texts, n_seeds, dataset.gold, seed_set)
     others = y == -1
-    panel = member.add_to(dataset.evidence, y) if member is not None else dataset.evidence
-    fitted = MoLAM(random_state=seed_set).fit(panel, y)
+    fitted = MoLAM(random_state=seed_set)
+    panel = fit_annotator(fitted, dataset.evidence, y, member)
     proba = fitted.predict_proba(panel)[others]
     given = proba.argmax(axis=1)
     right = given == dataset.gold[others]
     cv = estimate_accuracy({"MoLAM": MoLAM(random_state=seed_set)}, dataset.evidence, y, random_state=seed_set,
                            text_member=member).methods["MoLAM"]
     widened = estimate_labeled_accuracy(MoLAM(random_state=seed_set), dataset.evidence, y, text_member=member,
-                                        random_state=seed_set, fitted=fitted, n_splits=n_splits)
+                                        random_state=seed_set, fitted=fitted, fitted_panel=panel,
+                                        n_splits=n_splits)
     # The same calibration (same fold probabilities, same resamples), its interval as before the widening.
     groups = {None: np.ones(len(given), dtype=bool)} | {k: given == k for k in range(len(dataset.evidence.labels))}
     narrow = replace(widened.calibration, widened=False).expected_accuracy(proba, given, groups)

@@ -65,6 +65,7 @@ from mollia_core.annotation import (  # noqa: E402
     MoLAM,
     SingleLLM,
     estimate_accuracy,
+    fit_annotator,
 )
 from mollia_core.evidence import PanelEvidence, load_paper_evidence, write_paper_evidence  # noqa: E402
 from mollia_core.evidence.cache import EvidenceCache  # noqa: E402
@@ -153,6 +154,8 @@ def methods(dataset: Dataset) -> dict[str, tuple[Callable[[int], AnnotationModel
     out["MoLAM (LLM evidence only)"] = (lambda s: MoLAM(use_text_member=False, random_state=s), False)
     # the default meta-learner until 2026-12-03: a multinomial logistic regression, C by CV on the seeds
     out["MoLAM (logistic meta-learner)"] = (lambda s: MoLAM(meta_learner="logistic", random_state=s), True)
+    # the default until 2026-12-03 evening: the text member learns from the seeds only (no co-training)
+    out["MoLAM (text member from the seeds only)"] = (lambda s: MoLAM(text_member_rounds=0, random_state=s), True)
     out["molam"] = (lambda s: MoLAM(random_state=s), True)
     return out
 
@@ -175,8 +178,10 @@ def evaluate(dataset: Dataset, n_seeds: int, seed_sets: int, log=print) -> dict[
         held_out = np.flatnonzero(y == -1)
         with_text = member.add_to(dataset.evidence, y) if member is not None else dataset.evidence
         for name, (factory, reads_text) in table.items():
-            evidence = with_text if reads_text else dataset.evidence
-            predicted = factory(s).fit(evidence, y).predict(evidence.subset(held_out))
+            model = factory(s)
+            evidence = fit_annotator(model, dataset.evidence, y, member if reads_text else None,
+                                     panel=with_text if reads_text else None)
+            predicted = model.predict(evidence.subset(held_out))
             scores[name].append(float((predicted == dataset.gold[held_out]).mean()))
         estimate = estimate_accuracy({"MoLAM": MoLAM(random_state=s)}, dataset.evidence, y, random_state=s,
                                      text_member=member)

@@ -479,9 +479,13 @@ class MoLAM(AnnotationModel):
       weight 1 each (the paper). The "mollia" recipe uses 1.0 (the ``"recipe"`` sentinel picks it).
     delta: negative-label threshold (Eq. 6).
     use_text_member: read the text classifier's member of the evidence (added by
-      :func:`mollia_core.text_member.add_text_member`) beside the LLMs' (None: the recipe's choice,
+      :meth:`mollia_core.text_member.TextMember.add_to`) beside the LLMs' (None: the recipe's choice,
       on for "mollia", off for "paper"); False gives the paper's MoLAM, LLM evidence only. Evidence
       without a text member gives the LLM-only model either way (``uses_text_member_`` says which).
+    text_member_rounds: rounds in which the text member is retrained on MoLAM's own labels of every
+      text and MoLAM refitted with it (co-training, our extension; run by
+      :meth:`mollia_core.text_member.TextMember.fit_annotator`, which knows the texts). 0 = the
+      member learns from the human labels only.
     C: inverse L2 strength of the logistic meta-learner; None = chosen from ``C_grid`` by
       cross-validated accuracy on the seeds (ties go to the stronger regularisation).
     unseen_class_backoff: for classes absent from the seeds, use the panel's mean renormalised z as
@@ -510,6 +514,7 @@ class MoLAM(AnnotationModel):
         unseen_class_backoff: bool = True,
         pseudo_label_share: float | None | str = "recipe",
         use_text_member: bool | None = None,
+        text_member_rounds: int = 2,
         n_estimators: int = 300,
         learning_rate: float = 0.05,
         max_depth: int = 3,
@@ -528,6 +533,7 @@ class MoLAM(AnnotationModel):
         self.unseen_class_backoff = unseen_class_backoff
         self.pseudo_label_share = pseudo_label_share
         self.use_text_member = use_text_member
+        self.text_member_rounds = text_member_rounds
         self.n_estimators = n_estimators
         self.learning_rate = learning_rate
         self.max_depth = max_depth
@@ -710,11 +716,12 @@ def _out_of_fold_proba(
     for fold, (_, test) in enumerate(_cv_folds(len(labeled), n_splits, random_state)):
         y_fold = y.copy()
         y_fold[labeled[test]] = UNLABELED
-        fold_evidence = evidence if text_member is None else text_member.add_to(evidence, y_fold)
-        held_out = fold_evidence.subset(labeled[test])
         fold_of[test] = fold
+        fold_panel = text_member.add_to(evidence, y_fold) if text_member is not None else None
         for name, model in models.items():
-            probas[name][test] = clone(model).fit(fold_evidence, y_fold).predict_proba(held_out)
+            fold_model = clone(model)
+            fold_evidence = fit_annotator(fold_model, evidence, y_fold, text_member, panel=fold_panel)
+            probas[name][test] = fold_model.predict_proba(fold_evidence.subset(labeled[test]))
     return labeled, probas, fold_of
 
 
@@ -725,6 +732,14 @@ class WithoutMember(AnnotationModel):
     def __init__(self, model: AnnotationModel, member: str) -> None:
         self.model = model
         self.member = member
+
+    def wants_text_member(self) -> bool:
+        return reads_text_member(self.model)
+
+    @property
+    def text_member_rounds(self) -> int:
+        """The wrapped model's co-training rounds (:func:`fit_annotator` runs them for this model too)."""
+        return int(getattr(self.model, "text_member_rounds", 0))
 
     def _without(self, evidence: PanelEvidence) -> PanelEvidence:
         if self.member not in evidence.models:
@@ -765,6 +780,27 @@ MIN_SEEDS_FOR_ESTIMATE = 5  # below this, k-fold estimates are not worth showing
 USEFUL_SEEDS = 50
 ONE_LABEL_SHARE = 0.95  # an LLM whose answers name one label this often "gives one label to everything"
 NO_LABEL_SHARE = 0.5
+
+
+def fit_annotator(
+    model: AnnotationModel, evidence: PanelEvidence, y: np.ndarray, text_member=None,
+    panel: PanelEvidence | None = None,
+) -> PanelEvidence:
+    """Fit ``model`` on the human labels ``y`` and return the panel it was fitted on (annotate with it).
+
+    ``evidence``: the LLMs'. With ``text_member`` (a :class:`~mollia_core.text_member.TextMember` over
+    the evidence's texts) a model that reads it is fitted by
+    :meth:`~mollia_core.text_member.TextMember.fit_annotator` (the member co-trained on its labels);
+    any other model on ``panel`` (``evidence`` plus the member cross-fitted on ``y``, computed here
+    if not given: the "text member alone" baseline reads it) or, without a member, on ``evidence``.
+    """
+    if text_member is not None:
+        panel = panel if panel is not None else text_member.add_to(evidence, y)
+        if reads_text_member(model):
+            return text_member.fit_annotator(model, evidence, y, panel=panel)
+    target = panel if panel is not None else evidence
+    model.fit(target, y)
+    return target
 
 
 def reads_text_member(annotator: object) -> bool:
@@ -1206,6 +1242,7 @@ def estimate_labeled_accuracy(
     random_state: int = 0,
     n_bootstrap: int = 500,
     fitted: AnnotationModel | None = None,
+    fitted_panel: PanelEvidence | None = None,
     widen: bool = True,
 ) -> LabeledAccuracy:
     """How right ``model``'s labels are on the texts without a human label, from the human labels
@@ -1215,9 +1252,9 @@ def estimate_labeled_accuracy(
     ``evidence``: the LLMs' evidence; ``text_member`` (a :class:`~mollia_core.text_member.TextMember`
     over the same texts) is cross-fitted on ``y`` for the full fit, and again on each fold's labels.
     The fold models keep the hyperparameters the full fit chose (:func:`_with_chosen_hyperparameters`).
-    ``fitted``: ``model`` already fitted on ``y`` (with the text member cross-fitted on ``y``, as the
-    app fits it), to save refitting it; None fits a clone of ``model``. ``widen``: see
-    :func:`calibrated_accuracy`.
+    ``fitted``: ``model`` already fitted on ``y`` by :func:`fit_annotator` (as the app fits it), to
+    save refitting it, and ``fitted_panel`` the panel that returned (needed with a text member);
+    None fits a clone of ``model``. ``widen``: see :func:`calibrated_accuracy`.
     """
     y = _check_targets(evidence, y)
     n_seeds = int((y != UNLABELED).sum())
@@ -1227,8 +1264,13 @@ def estimate_labeled_accuracy(
             f"(about {USEFUL_SEEDS} give a useful estimate); label more texts"
         )
     text_member = text_member if reads_text_member(model) else None
-    panel = text_member.add_to(evidence, y) if text_member is not None else evidence
-    fitted = fitted if fitted is not None else clone(model).fit(panel, y)
+    if fitted is None:
+        fitted = clone(model)
+        panel = fit_annotator(fitted, evidence, y, text_member)
+    elif fitted_panel is None and text_member is not None:
+        raise ValueError("give the panel the fitted model was fitted on (fitted_panel) with its text member")
+    else:
+        panel = fitted_panel if fitted_panel is not None else evidence
     proba = fitted.predict_proba(panel)
     if text_member is not None:
         text_member = copy.copy(text_member)

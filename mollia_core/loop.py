@@ -58,7 +58,7 @@ from typing import Any, Callable, Mapping, Protocol, Sequence
 import numpy as np
 from sklearn.metrics import accuracy_score, f1_score
 
-from .annotation import Annotation, reads_text_member, wilson_interval
+from .annotation import Annotation, fit_annotator, reads_text_member, wilson_interval
 from .evidence.record import PanelEvidence
 from .losses import discrepancy_weights, lambda_schedule
 from .store import AnnotationRow, IterationRecord, ProjectStore, StoreError, TrainingSet
@@ -421,12 +421,13 @@ class ActiveLearningLoop:
                     f"{int((~self.covered).sum())} texts have none yet: run the annotators on every text "
                     "(label everything), or label with MoLAM, which works on the texts answered so far"
                 )
+            text_member = None
             if reads_text_member(self.annotator):
                 # The text classifier joins the panel, cross-fitted on the labels the annotator is fitted on.
-                from .text_member import add_text_member
+                from .text_member import TextMember
 
-                self.evidence = add_text_member(self.evidence, self.texts, y, random_state=self.config.random_state)
-            self.annotator.fit(self.evidence, y)
+                text_member = TextMember(self.texts, random_state=self.config.random_state)
+            self.evidence = fit_annotator(self.annotator, self.evidence, y, text_member)
         self._annotator_ready = True
 
     def _annotator_labels_on(self, indices: np.ndarray) -> np.ndarray:

@@ -11,7 +11,7 @@ one more member, ``"text-classifier"``:
 - :class:`TextClassifier`: scikit-learn style (``fit`` / ``predict_proba``, ``random_state``),
   logistic regression on those features; C chosen by cross-validated log-loss on its own
   training labels.
-- :class:`TextMember` / :func:`add_text_member`: the classifier's probabilities *cross-fitted*, so no
+- :class:`TextMember`: the classifier's probabilities *cross-fitted*, so no
   text is scored by a model that saw its own label: out-of-fold (5 folds, stratified where every
   class has enough labels) for the labeled texts, a model fitted on all labeled texts for the rest.
   The member joins :class:`~mollia_core.evidence.PanelEvidence` with z = those probabilities and
@@ -19,6 +19,10 @@ one more member, ``"text-classifier"``:
   classifier that always names a label the expected share of answers drawn from its distribution
   is that distribution (no_label_share 0). It is marked as a non-LLM member, so it never counts
   for the negative labels y- (classes every *LLM* rules out).
+- :meth:`TextMember.fit_annotator`: co-training. After MoLAM's first fit the member is retrained on
+  MoLAM's own labels of every text (cross-fitted over all texts, 3 folds), MoLAM refitted with it,
+  ``MoLAM.text_member_rounds`` times: 50 seeds teach a text classifier little, thousands of MoLAM
+  labels teach it the dataset.
 
 The n-gram counts of each text are computed once per process (the analysers are the slow part), so
 re-fitting for new labels, or a fresh AL model every iteration, only re-weights cached counts.
@@ -45,7 +49,6 @@ __all__ = [
     "TextClassifier",
     "TextFeaturizer",
     "TextMember",
-    "add_text_member",
     "cross_fitted_proba",
     "text_folds",
 ]
@@ -53,6 +56,10 @@ __all__ = [
 TEXT_MEMBER = "text-classifier"
 UNLABELED = -1
 DEFAULT_C_GRID = (1.0, 10.0, 100.0)
+# Co-training the member on an annotator's labels (TextMember.taught_proba): folds and C, chosen
+# on the label-quality benchmark (C in {1, 10, 100} tried; benchmarks/README.md, "Label quality").
+TEACHING_FOLDS = 3
+TEACHING_C = 1.0
 
 # Hashed n-gram spaces: 2^20 columns each makes collisions rare; only the columns present in the
 # texts a featurizer is fitted on are kept, so the models never see the full width.
@@ -374,19 +381,73 @@ class TextMember:
             proba[unlabeled] = _predict_logistic_full(model, X, self.features[unlabeled], n_labels)
         return proba
 
+    def taught_proba(self, labels: np.ndarray, weights: np.ndarray, n_labels: int) -> np.ndarray:
+        """(n, n_labels) probabilities of the classifier trained on a label for *every* text (the
+        human labels and an annotator's own), weighted per text; each text scored by a model fitted
+        on the other ``TEACHING_FOLDS`` - 1 folds, so no text's probability comes from its own label.
+
+        The annotator's labels are many (every text) but noisy, so the fit is cheap and strongly
+        regularised (``TEACHING_C``) rather than cross-validated: the n-gram vocabulary of a
+        10,000-text pool makes the span trick of the seed fit (n x n) too costly here.
+        """
+        labels = _check_labels(labels, len(self.texts), n_labels, allow_unlabeled=False)
+        proba = np.zeros((len(labels), n_labels))
+        for train, test in KFold(min(TEACHING_FOLDS, len(labels)), shuffle=True,
+                                 random_state=self.random_state).split(labels):
+            present = np.unique(labels[train])
+            if len(present) == 1:
+                proba[test, present[0]] = 1.0
+                continue
+            with threadpool_limits(limits=1):
+                model = LogisticRegression(C=TEACHING_C, max_iter=200, tol=1e-3).fit(
+                    self.features[train], labels[train], sample_weight=weights[train]
+                )
+                proba[np.ix_(test, model.classes_)] = model.predict_proba(self.features[test])
+        return proba
+
+    def fit_annotator(
+        self, model, evidence: PanelEvidence, y: np.ndarray, panel: PanelEvidence | None = None
+    ) -> PanelEvidence:
+        """Fit ``model`` (an annotation model) on ``evidence`` plus this member; return the panel it was
+        last fitted on, the one to annotate with.
+
+        The member is first cross-fitted on the human labels ``y`` (:meth:`add_to`). Then, for
+        ``model.text_member_rounds`` rounds (co-training, our extension of MoLAM's self-training),
+        it is retrained on every text: human labels where ``y`` has one, else the model's own label
+        weighted by its probability (:meth:`taught_proba`, cross-fitted), and the model is refitted
+        on the seeds with that member. 50 seeds teach a text classifier little; thousands of MoLAM
+        labels teach it the dataset's vocabulary (benchmarks/README.md, "Label quality"). ``panel``:
+        :meth:`add_to` of ``evidence`` and ``y`` when the caller has it already.
+        """
+        panel = panel if panel is not None else self.add_to(evidence, y)
+        model.fit(panel, y)
+        human = np.asarray(y) != UNLABELED
+        for _ in range(int(getattr(model, "text_member_rounds", 0))):
+            proba = model.predict_proba(panel)
+            labels = np.where(human, y, proba.argmax(axis=1))
+            weights = np.where(human, 1.0, proba.max(axis=1))
+            panel = self._with_member(evidence, self.taught_proba(labels, weights, len(panel.labels)))
+            model.fit(panel, y)
+        return panel
+
     def add_to(self, evidence: PanelEvidence, y: np.ndarray) -> PanelEvidence:
         """``evidence`` with the text member (cross-fitted on ``y``) as its last member.
 
         A text member already in ``evidence`` is replaced. ``evidence`` must cover the member's
         texts in the same order.
         """
+        return self._with_member(evidence, None, y)
+
+    def _with_member(self, evidence: PanelEvidence, proba: np.ndarray | None, y: np.ndarray | None = None) -> PanelEvidence:
+        """``evidence`` with the member's ``proba`` (or, if None, its probabilities cross-fitted on
+        ``y``) as its last member, replacing a text member already there."""
         if evidence.n_texts != len(self.texts):
             raise ValueError(
                 f"the evidence covers {evidence.n_texts} texts but the text member {len(self.texts)}: "
                 "give the texts in the evidence's order"
             )
         base = evidence.select_models([m for m in evidence.models if m != TEXT_MEMBER])
-        proba = self.cross_fitted_proba(y, len(base.labels))[:, None, :]
+        proba = (self.cross_fitted_proba(y, len(base.labels)) if proba is None else proba)[:, None, :]
         return PanelEvidence(
             labels=base.labels,
             models=base.models + (TEXT_MEMBER,),
@@ -404,10 +465,3 @@ def cross_fitted_proba(
 ) -> np.ndarray:
     """The text classifier's cross-fitted probabilities (see :meth:`TextMember.cross_fitted_proba`)."""
     return TextMember(texts, random_state=random_state, n_splits=n_splits).cross_fitted_proba(y, n_labels)
-
-
-def add_text_member(
-    evidence: PanelEvidence, texts: Sequence[str], y: np.ndarray, random_state: int = 0
-) -> PanelEvidence:
-    """``evidence`` plus the text member cross-fitted on ``y`` (label index per text, -1 = unlabeled)."""
-    return TextMember(texts, random_state=random_state).add_to(evidence, y)

@@ -59,7 +59,8 @@ if report is None:
     st.stop()
 
 st.caption(f"Fitted {report.fitted_at} on {report.n_seeds} seed labels"
-           + (", with the text classifier trained on them as one more member of the panel." if report.uses_text_member
+           + (", with a text classifier as one more member of the panel: trained on the seeds, then on MoLAM's own "
+              "labels of the other texts (each text scored by a model that never saw its label)." if report.uses_text_member
               else ", on the LLMs' evidence alone."))
 st.subheader("Accuracy on the seeds (cross-validated)")
 estimates = report.accuracy_estimates()

@@ -200,3 +200,90 @@ def test_project_fit_with_text_member_and_with_fewer_than_five_seeds(tmp_path, m
     paper = project.fit_annotator(AnnotatorSettings(method="molam-llm-only"))
     assert not paper.uses_text_member and "text classifier" not in paper.cv_accuracy
     assert TEXT_MEMBER not in project.text_evidence(project.text_ids[0]).models
+
+
+def test_taught_member_cannot_leak_a_texts_own_label():
+    # Every text has a label here (as when MoLAM labels the whole pool); unique random tokens, random
+    # labels: a model trained on a text's own label would echo it, the cross-fitted one is at chance.
+    rng = np.random.default_rng(1)
+    texts = random_token_texts(300)
+    labels = rng.integers(0, 3, len(texts))
+    member = TextMember(texts, embeddings=False)
+    taught = member.taught_proba(labels, np.ones(len(texts)), 3)
+    echo = TextClassifier(3, C=1.0, embeddings=False).fit(texts, labels).predict_proba(texts)
+    assert (echo.argmax(1) == labels).mean() > 0.9  # the leak the folds must prevent
+    assert (taught.argmax(1) == labels).mean() < 0.45  # chance is 1/3
+    np.testing.assert_allclose(taught.sum(axis=1), 1.0)
+
+
+def test_co_training_teaches_the_member_what_molam_labels_and_keeps_the_seeds_out_of_their_own_scores():
+    # Six seeds teach the text classifier little; one LLM that is right on most texts gives MoLAM
+    # hundreds of labels to teach it with. The taught member is far better than the seeds-only one.
+    rng = np.random.default_rng(2)
+    vocabulary = random_token_texts(3 * 30, seed=5)  # 30 words per class: six seeds see few of them
+    y = np.repeat([0, 1, 2], 80)
+    texts = [" ".join(rng.choice(vocabulary[30 * k : 30 * (k + 1)], 2)) for k in y]
+    n = len(texts)
+    right = rng.random(n) < 0.8
+    llm_label = np.where(right, y, (y + 1) % 3)
+    z = np.full((n, 1, 3), 0.05)
+    z[np.arange(n), 0, llm_label] = 0.9
+    evidence = PanelEvidence(labels=("a", "b", "c"), models=("m0",), label_probs=z, vote_shares=z.copy())
+    seeds = np.full(n, -1)
+    chosen = np.concatenate([rng.choice(np.flatnonzero(y == k), 2, replace=False) for k in range(3)])
+    seeds[chosen] = y[chosen]
+    member = TextMember(texts, embeddings=False)
+    seeds_only = member.add_to(evidence, seeds)
+    model = MoLAM(random_state=0)
+    panel = member.fit_annotator(model, evidence, seeds)
+    assert panel.models == ("m0", TEXT_MEMBER)
+    others = seeds == -1
+    before = (seeds_only.label_probs[others, 1].argmax(1) == y[others]).mean()
+    after = (panel.label_probs[others, 1].argmax(1) == y[others]).mean()
+    assert after > before + 0.15 and after > 0.9
+    assert (model.predict(panel)[others] == y[others]).mean() > right[others].mean()  # beyond the LLM alone
+    # No rounds: the seeds-only member, as before co-training.
+    plain = member.fit_annotator(MoLAM(random_state=0, text_member_rounds=0), evidence, seeds)
+    np.testing.assert_allclose(plain.label_probs, seeds_only.label_probs)
+
+
+def test_the_cross_validated_estimate_co_trains_inside_every_fold(monkeypatch):
+    # A held-out seed's label must not reach the member that scores it: inside each fold the member is
+    # taught with the fold's human labels only, the held-out seeds getting MoLAM's labels like any text.
+    from mollia_core import annotation
+
+    texts, y = topic_texts(20, seed=3)
+    seeds = np.full(len(texts), -1)
+    seeds[::4] = y[::4]
+    member = TextMember(texts, embeddings=False)
+    taught_with: list[np.ndarray] = []
+    original = TextMember.fit_annotator
+
+    def spy(self, model, evidence, fold_y, panel=None):
+        taught_with.append(np.asarray(fold_y).copy())
+        return original(self, model, evidence, fold_y, panel=panel)
+
+    monkeypatch.setattr(TextMember, "fit_annotator", spy)
+    labeled, predictions, fold_of = annotation.out_of_fold_predictions(
+        {"MoLAM": MoLAM(random_state=0)}, chance_panel(len(texts)), seeds, n_splits=5, text_member=member
+    )
+    assert len(taught_with) == 5
+    for fold, fold_y in enumerate(taught_with):
+        held_out = labeled[fold_of == fold]
+        assert (fold_y[held_out] == -1).all() and (fold_y[labeled[fold_of != fold]] >= 0).all()
+
+
+def test_leaving_an_llm_out_co_trains_like_the_model_it_is_compared_with():
+    from mollia_core.annotation import WithoutMember, fit_annotator, reads_text_member
+
+    without = WithoutMember(MoLAM(random_state=0), "m0")
+    assert reads_text_member(without) and without.text_member_rounds == MoLAM().text_member_rounds
+    assert WithoutMember(MoLAM(text_member_rounds=0), "m0").text_member_rounds == 0
+    texts, y = topic_texts(15, seed=4)
+    seeds = np.full(len(texts), -1)
+    seeds[::3] = y[::3]
+    member = TextMember(texts, embeddings=False)
+    evidence = chance_panel(len(texts))
+    panel = fit_annotator(without, evidence, seeds, member)
+    seeds_only = member.add_to(evidence, seeds)
+    assert panel.models == seeds_only.models and not np.allclose(panel.label_probs, seeds_only.label_probs)

@@ -182,8 +182,9 @@ class AnnotationService:
         """Fit MoLAM on the human labels (:meth:`fit_labels`; self-training on the other texts),
         annotate every text and store it.
 
-        The text classifier trained on the seeds (``mollia_core.text_member``) joins the panel
-        when the method reads it (the default; "molam-llm-only" / "molam-paper" do not).
+        The text classifier (``mollia_core.text_member``) joins the panel when the method reads it
+        (the default; "molam-llm-only" / "molam-paper" do not): trained on the seeds, then co-trained
+        on MoLAM's labels (``annotation.fit_annotator``).
         With ``cv``, also estimate accuracy honestly on the seeds by cross-validation
         (``annotation.estimate_accuracy``, 95 % intervals and warnings): MoLAM beside the majority
         class, the text member, each single LLM, majority vote and the mean of probabilities, all on
@@ -202,8 +203,7 @@ class AnnotationService:
         molam = make_molam(settings)
         try:
             text_member = self._text_member(settings.random_state, scope.indices) if ann.reads_text_member(molam) else None
-            panel = text_member.add_to(evidence, y) if text_member is not None else evidence
-            molam.fit(panel, y)
+            panel = ann.fit_annotator(molam, evidence, y, text_member)
             result = molam.annotate(panel)
             estimates = labeled_accuracy = llm_value = None  # llm_value: measure_llm_value
             if cv:
@@ -212,7 +212,7 @@ class AnnotationService:
                     random_state=settings.random_state, text_member=text_member,
                 )
                 if estimates.methods:
-                    labeled_accuracy = self._seed_calibration(settings, molam, evidence, seeds, text_member)
+                    labeled_accuracy = self._seed_calibration(settings, molam, panel, evidence, seeds, text_member)
         except (ann.AnnotationError, EncoderError) as exc:
             raise ProjectError(str(exc)) from None
         vote = ann.MajorityVote().fit(evidence, y).annotate(evidence)
@@ -266,15 +266,15 @@ class AnnotationService:
             self.store.update_settings({"annotator_settings": asdict(settings), "fit_report": asdict(report)})
         return report
 
-    def _seed_calibration(self, settings: AnnotatorSettings, fitted, evidence: PanelEvidence, seeds: np.ndarray,
-                          text_member) -> dict:
+    def _seed_calibration(self, settings: AnnotatorSettings, fitted, fitted_panel: PanelEvidence,
+                          evidence: PanelEvidence, seeds: np.ndarray, text_member) -> dict:
         """MoLAM's calibration on the seeds' out-of-fold probabilities (``LabeledAccuracy.to_dict()``), on
         the seeds alone: a random sample, unlike reviewed texts (the queue picks those as likely wrong)."""
         from .. import annotation as ann
 
         return ann.estimate_labeled_accuracy(
             make_molam(settings), evidence, seeds, text_member=text_member, random_state=settings.random_state,
-            fitted=fitted,
+            fitted=fitted, fitted_panel=fitted_panel,
         ).to_dict()
 
     def measure_llm_value(self) -> list[LLMValue]:
