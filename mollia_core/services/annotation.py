@@ -264,6 +264,10 @@ class AnnotationService:
         with self.store.transaction():
             self.store.put_annotation_result(stored)
             self.store.update_settings({"annotator_settings": asdict(settings), "fit_report": asdict(report)})
+        if cv:
+            # The review queue learns from these out-of-fold fits (co-trained in every fold: tens of
+            # seconds on a few thousand texts): made here, in the fit's job, not when the Review page opens.
+            self.seed_examples()
         return report
 
     def _seed_calibration(self, settings: AnnotatorSettings, fitted, fitted_panel: PanelEvidence,
