@@ -30,12 +30,14 @@ LLM_ONLY = AnnotatorSettings(method="molam-llm-only", random_state=1)
 
 @pytest.fixture
 def molam_fits(monkeypatch):
-    """Counts the real MoLAM fits (each still runs)."""
+    """The MoLAM models fitted, each once however many times its co-training refits it (every fit
+    still runs)."""
     calls = []
     original = ann.MoLAM.fit
 
     def counting_fit(self, *args, **kwargs):
-        calls.append(self)
+        if not any(model is self for model in calls):
+            calls.append(self)
         return original(self, *args, **kwargs)
 
     monkeypatch.setattr(ann.MoLAM, "fit", counting_fit)
